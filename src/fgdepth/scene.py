@@ -75,7 +75,9 @@ class Foreground:
         return Foreground(
             rgba=np.ascontiguousarray(self.rgba[:, ::-1]),
             anchor=(w - 1 - self.anchor[0], self.anchor[1]),
-            depth_offset=None if self.depth_offset is None else np.ascontiguousarray(self.depth_offset[:, ::-1]),
+            depth_offset=None
+            if self.depth_offset is None
+            else np.ascontiguousarray(self.depth_offset[:, ::-1]),
             height_m=self.height_m,
             px_per_m=self.px_per_m,
         )

@@ -99,3 +99,34 @@ BATCH_KEYS = (BACKGROUND, COMPOSITE, MASK, DEPTH, DEPTH_VALID)
 # Model outputs
 MASK_LOGITS = "mask_logits"  # (B, 1, h, w) float32 logits, h = H / output_stride
 DEPTH_PRED = "depth"  # (B, 1, h, w) float32 >= 0
+
+# --- world files (stored once per dataset) ------------------------------------------------------------
+BG_FLOOR_DIR = "bg_floor"  # bg_floor/<bg_id>.png: floor visible, 0/255 (procedural world)
+FG_META_DIR = "fg_meta"  # fg_meta/<fg_id>.json: anchor, height_m, px_per_m, source name
+SOURCES_NAME = "sources.json"  # ids, source names, splits, skipped inputs; marks the stored world complete
+UNIT_DIR = "units"  # units/<unit>.json: one record per completed shard / folder chunk (resume, stats)
+
+# --- loss dict keys (owned by fgdepth.losses; logged as train/<key>) --------------------------------------
+LOSS = "loss"  # the scalar to minimise
+LOSS_MASK_BCE = "mask_bce"
+LOSS_MASK_DICE = "mask_dice"
+LOSS_MASK_TOTAL = "mask_total"  # bce_weight * mask_bce + dice_weight * mask_dice
+LOSS_DEPTH_L1 = "depth_l1"
+LOSS_DEPTH_GRAD = "depth_grad"
+LOSS_DEPTH_SSIM = "depth_ssim"  # (1 - SSIM) / 2
+LOSS_DEPTH_SSI = "depth_ssi"  # scale-and-shift-invariant L1, only when depth_kind == "relative"
+LOSS_DEPTH_TOTAL = "depth_total"
+LOSS_W_MASK = "w_mask"  # effective task weights (learned ones under "uncertainty" weighting)
+LOSS_W_DEPTH = "w_depth"
+LOSS_KEYS = (
+    LOSS,
+    LOSS_MASK_BCE,
+    LOSS_MASK_DICE,
+    LOSS_MASK_TOTAL,
+    LOSS_DEPTH_L1,
+    LOSS_DEPTH_GRAD,
+    LOSS_DEPTH_SSIM,
+    LOSS_DEPTH_TOTAL,
+    LOSS_W_MASK,
+    LOSS_W_DEPTH,
+)  # plus LOSS_DEPTH_SSI for relative depth

@@ -1,0 +1,203 @@
+"""The ``fgdepth`` command line: each command parses its options and calls one library function."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Foreground masks and depth from a static camera that knows its empty scene.",
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _progress(description: str, unit: str = "samples"):
+    """A rich progress bar with rate and time left; yields ``update(done, total)``."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    class _Rate(TextColumn):
+        def render(self, task):  # noqa: ANN001, ANN201
+            speed = task.finished_speed or task.speed
+            return super().render(task).__class__(f"{speed:,.0f} {unit}/s" if speed else f"- {unit}/s")
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _Rate(""),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        transient=False,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _parse_range(text: str) -> tuple[float, float]:
+    parts = [float(x) for x in text.replace(",", ":").split(":")]
+    if len(parts) == 1:
+        return parts[0], parts[0]
+    if len(parts) != 2:
+        raise typer.BadParameter(f"expected LO:HI, got {text!r}")
+    return parts[0], parts[1]
+
+
+@app.command("make-dataset")
+def make_dataset_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Output dataset directory."),
+    bg_dir: Path | None = typer.Option(None, help="Folder of backgrounds (any common image format)."),
+    fg_dir: Path | None = typer.Option(None, help="Folder of RGBA foregrounds (PNG/WebP with alpha)."),
+    fg_mask_dir: Path | None = typer.Option(None, help="Masks <stem>.png for RGB foregrounds without alpha."),
+    bg_depth_dir: Path | None = typer.Option(
+        None, help="Depth per background: <stem>.png uint16 mm or .npy m."
+    ),
+    synthetic: bool = typer.Option(
+        False, "--synthetic", help="Use the procedural world (default without folders)."
+    ),
+    num_bg: int = typer.Option(100, help="Procedural world: number of rooms."),
+    num_fg: int = typer.Option(100, help="Procedural world: number of people (before flips)."),
+    size: int = typer.Option(224, help="Output size (square, pixels)."),
+    placements: int = typer.Option(20, help="Placements per (background, foreground) pair."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Add each foreground's mirror image."),
+    placement: str = typer.Option(
+        "auto", help="random | geometry | auto (geometry for the procedural world)."
+    ),
+    fg_height: str = typer.Option(
+        "0.35:0.65", help="Random placement height LO:HI, fraction of size (<=1) or px."
+    ),
+    val_fraction: float = typer.Option(
+        0.1, help="Fraction of backgrounds and of people held out for validation."
+    ),
+    test_fraction: float = typer.Option(
+        0.1, help="Fraction of backgrounds and of people held out for testing."
+    ),
+    depth: str = typer.Option("auto", help="auto | none | maps | synthetic | teacher."),
+    teacher: Path | None = typer.Option(None, help="Local depth-estimation checkpoint directory."),
+    teacher_mode: str = typer.Option("background-once", help="background-once | per-composite."),
+    teacher_batch: int = typer.Option(8, help="Teacher batch size."),
+    format: str = typer.Option("webdataset", "--format", help="webdataset (tar shards) | folders."),
+    shard_size: int = typer.Option(1000, help="Samples per shard."),
+    jpeg_quality: int = typer.Option(90, help="Composite JPEG quality."),
+    limit: int | None = typer.Option(None, help="Only a seeded random subset of this many samples."),
+    seed: int = typer.Option(0, help="Global seed."),
+    workers: int = typer.Option(2, help="Worker processes."),
+    strict: bool = typer.Option(False, help="Abort on unreadable inputs instead of skipping them."),
+    overwrite: bool = typer.Option(False, help="Replace a dataset made with other settings."),
+) -> None:
+    """Compose backgrounds and people into a dataset of composites, masks and depth (resumable)."""
+    from fgdepth.config import FactoryConfig
+    from fgdepth.data.verify import summary_lines
+    from fgdepth.factory import DatasetExistsError, make_dataset
+    from fgdepth.sources import SourceError
+
+    if synthetic and (bg_dir or fg_dir):
+        _fail("--synthetic cannot be combined with --bg-dir/--fg-dir")
+    cfg = FactoryConfig(
+        bg_dir=str(bg_dir) if bg_dir else None,
+        fg_dir=str(fg_dir) if fg_dir else None,
+        fg_mask_dir=str(fg_mask_dir) if fg_mask_dir else None,
+        bg_depth_dir=str(bg_depth_dir) if bg_depth_dir else None,
+        num_bg=num_bg,
+        num_fg=num_fg,
+        size=size,
+        placements=placements,
+        flip=flip,
+        placement=placement,
+        fg_height=_parse_range(fg_height),
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        depth=depth,
+        teacher=str(teacher) if teacher else None,
+        teacher_mode=teacher_mode,
+        teacher_batch=teacher_batch,
+        format=format,
+        shard_size=shard_size,
+        jpeg_quality=jpeg_quality,
+        limit=limit,
+        seed=seed,
+        workers=workers,
+        strict=strict,
+    )
+    try:
+        with _progress("make-dataset") as update:
+            manifest = make_dataset(cfg, out, overwrite=overwrite, progress=update)
+    except (ValueError, DatasetExistsError, SourceError, FileNotFoundError) as err:
+        _fail(str(err))
+    for line in summary_lines(manifest):
+        typer.echo(line)
+    for s in manifest["skipped"]:
+        typer.secho(f"skipped {s['path']}: {s['reason']}", fg="yellow", err=True)
+    typer.echo(f"wrote {out / 'manifest.json'}")
+
+
+@app.command("inspect")
+def inspect_cmd(
+    data: Path = typer.Argument(..., help="Dataset directory."),
+    fast: bool = typer.Option(False, help="Checksums and counts only; do not decode every file."),
+) -> None:
+    """Summarise a dataset and verify it; exits non-zero naming every problem."""
+    from fgdepth.data.verify import summary_lines, verify_dataset
+
+    rep = verify_dataset(data, deep=not fast)
+    if rep.manifest:
+        for line in summary_lines(rep.manifest):
+            typer.echo(line)
+    if rep.problems:
+        for p in rep.problems[:200]:
+            typer.secho(f"problem: {p}", fg="red", err=True)
+        if len(rep.problems) > 200:
+            typer.secho(f"... and {len(rep.problems) - 200} more", fg="red", err=True)
+        typer.secho(f"FAILED: {len(rep.problems)} problem(s) in {data}", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.secho(f"OK: {rep.checked_samples:,} samples verified in {data}", fg="green")
+
+
+@app.command("show")
+def show_cmd(
+    data: Path = typer.Argument(..., help="Dataset directory."),
+    out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="PNG to write."),
+    n: int = typer.Option(6, help="Number of samples."),
+    selection: str = typer.Option("all", help="Split selection (train, val, test, test_new_people, ...)."),
+    seed: int = typer.Option(0, help="Which random samples."),
+) -> None:
+    """Write a PNG grid of random samples: background | composite | mask | depth (with a scale bar)."""
+    from fgdepth.data.reader import random_samples
+    from fgdepth.viz import sample_grid, save_png
+
+    try:
+        grid = sample_grid(random_samples(data, n=n, selection=selection, seed=seed))
+    except (FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    save_png(out, grid)
+    typer.echo(f"wrote {out}")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

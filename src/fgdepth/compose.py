@@ -1,0 +1,228 @@
+"""Placement and compositing: pure functions from (background, foreground, placement) to a sample.
+
+Two ways to place a person:
+
+* ``random`` (the reference's): a height drawn from a range, any position that keeps the sprite inside the image;
+  the person's depth is the background's depth at the ground-contact point.
+* ``geometry`` (the procedural world's default): the person stands on a visible floor point; its image height is
+  ``fy * height_m / Z``; per-pixel depth is the anchor's depth plus the body's own relief, tilted with the
+  camera's pitch; nearer furniture hides what lies behind it; a soft contact shadow darkens the floor.
+
+Arrays are numpy HWC (uint8 images, float32 depth in metres, 0 = unknown).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from fgdepth.scene import Background, Foreground
+from fgdepth.sources import resize_rgba
+
+PlacementMode = Literal["random", "geometry"]
+PLACEMENT_MODES = ("random", "geometry")
+
+MIN_HEIGHT_PX = 12  # smaller people carry no usable mask signal at 224 px
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how one sprite is pasted (all in background pixels)."""
+
+    x: int  # left column of the scaled sprite (may be < 0 in geometry mode: clipped)
+    y: int  # top row of the scaled sprite
+    width: int  # scaled sprite size
+    height: int
+    anchor_x: float  # ground-contact point in the background
+    anchor_y: float
+    person_depth: float  # depth at the ground-contact point (metres or relative units; 0 = unknown)
+    gain: float = 1.0  # brightness of the person (light differs across the room)
+    shadow: float = 0.0  # contact-shadow strength in [0, 1)
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class Composed:
+    """composite: (H, W, 3) uint8; mask: (H, W) bool visible person; depth: (H, W) float32 or None."""
+
+    composite: np.ndarray
+    mask: np.ndarray
+    depth: np.ndarray | None
+
+
+def _height_px(rng: np.random.Generator, height_range: tuple[float, float], bg_h: int) -> float:
+    lo, hi = height_range
+    if not 0 < lo <= hi:
+        raise ValueError(f"foreground height range must satisfy 0 < lo <= hi, got {height_range}")
+    h = rng.uniform(lo, hi)
+    return h * bg_h if hi <= 1.0 else h  # fractions of the background height, or pixels
+
+
+def sample_random_placement(
+    rng: np.random.Generator,
+    fg: Foreground,
+    bg: Background,
+    height_range: tuple[float, float] = (0.35, 0.65),
+) -> Placement:
+    """The reference's placement: a random height, anywhere inside the image."""
+    bg_h, bg_w = bg.size
+    fh, fw = fg.size
+    height = min(max(_height_px(rng, height_range, bg_h), MIN_HEIGHT_PX), bg_h)
+    s = height / fh
+    if fw * s > bg_w:  # a very wide cut-out: fit the width instead
+        s = bg_w / fw
+    w, h = max(1, round(fw * s)), max(1, round(fh * s))
+    x = int(rng.integers(0, bg_w - w + 1))
+    y = int(rng.integers(0, bg_h - h + 1))
+    ax, ay = x + fg.anchor[0] * s, y + fg.anchor[1] * s
+    depth = 0.0
+    if bg.depth is not None:
+        u = int(np.clip(round(ax), 0, bg_w - 1))
+        v = int(np.clip(round(ay), 0, bg_h - 1))
+        depth = float(bg.depth[v, u])
+    return Placement(x, y, w, h, float(ax), float(ay), depth)
+
+
+def floor_candidates(bg: Background) -> np.ndarray:
+    """Flat indices of the pixels where a person may stand. (N,) int64."""
+    if bg.floor_mask is None or bg.depth is None:
+        raise ValueError("geometry placement needs a background with a floor mask and depth")
+    return np.flatnonzero(bg.floor_mask.ravel() & (bg.depth.ravel() > 0))
+
+
+def sample_geometry_placement(
+    rng: np.random.Generator,
+    fg: Foreground,
+    bg: Background,
+    candidates: np.ndarray | None = None,
+    tries: int = 30,
+) -> Placement:
+    """A person standing on a visible floor point, at the camera's scale.
+
+    Rejects points where the person would be tiny (< MIN_HEIGHT_PX) or lose more than a third of their body above
+    the image's top edge. Falls back to the best point seen if every try fails.
+    """
+    if not bg.has_geometry:
+        raise ValueError("geometry placement needs intrinsics, floor plane, floor mask and depth")
+    if fg.height_m is None or fg.px_per_m is None:
+        raise ValueError("geometry placement needs a foreground with height_m and px_per_m")
+    cand = floor_candidates(bg) if candidates is None else candidates
+    if cand.size == 0:
+        raise ValueError("background has no visible floor to stand on")
+    bg_h, bg_w = bg.size
+    fy = bg.intrinsics[1]
+    fh, fw = fg.size
+    best: tuple[float, Placement] | None = None
+    for _ in range(tries):
+        flat = int(cand[rng.integers(0, cand.size)])
+        v, u = divmod(flat, bg_w)
+        z = float(bg.depth[v, u])
+        s = fy / (z * fg.px_per_m)  # sprite pixels -> image pixels
+        w, h = max(1, round(fw * s)), max(1, round(fh * s))
+        ax, ay = u + rng.uniform(-0.5, 0.5), v + rng.uniform(-0.5, 0.5)
+        x, y = round(ax - fg.anchor[0] * s), round(ay - fg.anchor[1] * s)
+        p = Placement(
+            x,
+            y,
+            w,
+            h,
+            float(ax),
+            float(ay),
+            z,
+            gain=float(rng.uniform(0.7, 1.15)),
+            shadow=float(rng.uniform(0.15, 0.5)),
+        )
+        cut_top = max(0, -y) / h
+        score = cut_top + (MIN_HEIGHT_PX / h if h < MIN_HEIGHT_PX else 0) + (h / bg_h if h > bg_h else 0)
+        if h >= MIN_HEIGHT_PX and cut_top <= 1 / 3 and h <= bg_h:
+            return p
+        if best is None or score < best[0]:
+            best = (score, p)
+    return best[1]
+
+
+def person_depth_map(
+    fg: Foreground, bg: Background, p: Placement, sprite_depth_offset: np.ndarray | None
+) -> np.ndarray:
+    """Depth of every scaled sprite pixel: the anchor's depth, plus the tilt of an upright body seen by a pitched
+    camera (``n_z`` metres of z per metre of height), plus the body's own relief. (h, w) float32."""
+    depth = np.full((p.height, p.width), p.person_depth, np.float32)
+    if bg.floor_plane is not None and fg.px_per_m is not None:
+        s = p.height / fg.size[0]
+        rows = np.arange(p.height, dtype=np.float32) + p.y - p.anchor_y  # image rows relative to the anchor
+        height_above_floor = -rows / (fg.px_per_m * s)
+        depth += (bg.floor_plane[2] * height_above_floor)[:, None].astype(np.float32)
+    if sprite_depth_offset is not None:
+        depth += sprite_depth_offset
+    return np.maximum(depth, 1e-3)
+
+
+def _contact_shadow(image: np.ndarray, bg: Background, p: Placement) -> np.ndarray:
+    """Darken a soft ellipse of floor under the feet (not part of the mask: shadows are not people)."""
+    bg_h, bg_w = bg.size
+    rx = max(2.0, 0.45 * p.width)
+    ry = max(1.0, 0.25 * rx)
+    x0, x1 = int(max(0, np.floor(p.anchor_x - 3 * rx))), int(min(bg_w, np.ceil(p.anchor_x + 3 * rx) + 1))
+    y0, y1 = int(max(0, np.floor(p.anchor_y - 3 * ry))), int(min(bg_h, np.ceil(p.anchor_y + 3 * ry) + 1))
+    if x0 >= x1 or y0 >= y1:
+        return image
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    g = np.exp(-0.5 * (((xx - p.anchor_x) / rx) ** 2 + ((yy - p.anchor_y) / ry) ** 2)).astype(np.float32)
+    if bg.floor_mask is not None:
+        g *= bg.floor_mask[y0:y1, x0:x1]
+    out = image.copy()
+    region = out[y0:y1, x0:x1].astype(np.float32) * (1.0 - p.shadow * g)[..., None]
+    out[y0:y1, x0:x1] = np.rint(region).astype(np.uint8)
+    return out
+
+
+def compose(bg: Background, fg: Foreground, p: Placement, mode: PlacementMode = "random") -> Composed:
+    """Paste ``fg`` onto ``bg`` at ``p``.
+
+    Alpha 0 leaves the background's pixel exactly; alpha 255 copies the foreground's exactly. The mask is the
+    visible pasted pixels with alpha > 0.5. In ``geometry`` mode, pixels where the scene is nearer than the person
+    stay background (pixels and depth).
+    """
+    bg_h, bg_w = bg.size
+    sprite = resize_rgba(fg.rgba, (p.width, p.height))
+    # clip the sprite to the image
+    x0, y0 = max(p.x, 0), max(p.y, 0)
+    x1, y1 = min(p.x + p.width, bg_w), min(p.y + p.height, bg_h)
+    image = _contact_shadow(bg.rgb, bg, p) if (mode == "geometry" and p.shadow > 0) else bg.rgb
+    mask = np.zeros((bg_h, bg_w), bool)
+    depth = None if bg.depth is None else bg.depth.copy()
+    if x0 >= x1 or y0 >= y1:
+        return Composed(image.copy() if image is bg.rgb else image, mask, depth)
+    sx0, sy0 = x0 - p.x, y0 - p.y
+    crop = sprite[sy0 : sy0 + (y1 - y0), sx0 : sx0 + (x1 - x0)]
+    alpha = crop[..., 3].astype(np.float32) * np.float32(1 / 255)
+    person_depth = None
+    if mode == "geometry" and bg.depth is not None:
+        offset = None
+        if fg.depth_offset is not None:
+            offset = cv2.resize(fg.depth_offset, (p.width, p.height), interpolation=cv2.INTER_NEAREST)
+        full = person_depth_map(fg, bg, p, offset)
+        person_depth = full[sy0 : sy0 + (y1 - y0), sx0 : sx0 + (x1 - x0)]
+        scene = bg.depth[y0:y1, x0:x1]
+        alpha = alpha * ((person_depth < scene) | (scene <= 0))
+    under = image[y0:y1, x0:x1].astype(np.float32)
+    over = crop[..., :3].astype(np.float32)
+    if p.gain != 1.0:
+        over = np.clip(over * np.float32(p.gain), 0, 255)
+    blended = under + (over - under) * alpha[..., None]
+    out = image.copy() if image is bg.rgb else image
+    out[y0:y1, x0:x1] = np.rint(blended).astype(np.uint8)
+    visible = alpha > 0.5
+    mask[y0:y1, x0:x1] = visible
+    if depth is not None:
+        region = depth[y0:y1, x0:x1]
+        if person_depth is not None:
+            region[visible] = person_depth[visible]
+        else:
+            region[visible] = np.float32(p.person_depth)
+    return Composed(out, mask, depth)

@@ -1,0 +1,152 @@
+"""Configuration dataclasses: typed defaults, each with the reason for its value. YAML/JSON in, dict out."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A dataclass as a plain dict (tuples become lists, so it round-trips through JSON/YAML)."""
+    return json_safe(dataclasses.asdict(cfg))
+
+
+def json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Build ``cls`` from a dict, refusing unknown keys (a typo must not silently become a default)."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}; valid: {', '.join(names)}")
+    kwargs = {}
+    for k, v in data.items():
+        default = names[k].default
+        kwargs[k] = tuple(v) if isinstance(v, list) and isinstance(default, tuple) else v
+    return cls(**kwargs)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+@dataclass
+class FactoryConfig:
+    """What ``fgdepth make-dataset`` builds. Everything here but ``workers``/``strict`` decides the bytes written."""
+
+    # inputs: user folders, or the procedural world when bg_dir/fg_dir are not given
+    bg_dir: str | None = None
+    fg_dir: str | None = None
+    fg_mask_dir: str | None = None  # masks for RGB foregrounds without alpha, <stem>.png
+    bg_depth_dir: str | None = None  # <stem>.png uint16 mm or <stem>.npy metres, one per background
+    num_bg: int = 100  # procedural world: reference scale
+    num_fg: int = 100  # procedural world: people before flips
+    # geometry
+    size: int = 224  # reference resolution
+    placements: int = 20  # per (background, foreground) pair, as in the reference
+    flip: bool = True  # each person and its mirror (reference: 100 people -> 200 foregrounds)
+    placement: str = "auto"  # "random" | "geometry" | "auto" (geometry for the procedural world)
+    fg_height: tuple[float, float] = (0.35, 0.65)  # random placement: fraction of bg height (<=1) or pixels;
+    # the reference's 110 px of 224 (0.49) sits in the middle
+    # splits: fractions of backgrounds and of people held out (people held out with their mirror images)
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    # depth: "auto" = synthetic for the procedural world, maps if bg_depth_dir, teacher if teacher, else none
+    depth: str = "auto"
+    teacher: str | None = None  # local checkpoint directory of a depth-estimation model
+    teacher_mode: str = "background-once"  # or "per-composite"
+    # output
+    format: str = "webdataset"  # or "folders" (the reference layout)
+    shard_size: int = 1000  # samples per shard (~20 MB at 224 px)
+    jpeg_quality: int = 90
+    limit: int | None = None  # a seeded random subset of all samples, spread over every split
+    seed: int = 0
+    # run-time only (not part of the dataset's identity)
+    workers: int = 2
+    strict: bool = False  # abort on the first unreadable input instead of skipping it
+    teacher_batch: int = 8
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.bg_dir is None and self.fg_dir is None
+
+    def resolved_placement(self) -> str:
+        if self.placement == "auto":
+            return "geometry" if self.synthetic else "random"
+        return self.placement
+
+    def resolved_depth(self) -> str:
+        if self.depth != "auto":
+            return self.depth
+        if self.synthetic:
+            return "synthetic"
+        if self.bg_depth_dir:
+            return "maps"
+        if self.teacher:
+            return "teacher"
+        return "none"
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that decide the output; a rerun must match them to resume."""
+        d = to_dict(self)
+        for k in ("workers", "strict", "teacher_batch", "extra"):
+            d.pop(k)
+        d["placement"] = self.resolved_placement()
+        d["depth"] = self.resolved_depth()
+        return d
+
+    def validate(self) -> None:
+        if (self.bg_dir is None) != (self.fg_dir is None):
+            raise ValueError("give both --bg-dir and --fg-dir, or neither (the procedural world)")
+        checks = [
+            (self.size >= 16, f"--size must be >= 16, got {self.size}"),
+            (self.placements >= 1, f"--placements must be >= 1, got {self.placements}"),
+            (self.placement in ("auto", "random", "geometry"), f"unknown --placement {self.placement!r}"),
+            (self.format in ("webdataset", "folders"), f"unknown --format {self.format!r}"),
+            (
+                self.depth in ("auto", "none", "maps", "synthetic", "teacher"),
+                f"unknown --depth {self.depth!r}",
+            ),
+            (
+                self.teacher_mode in ("background-once", "per-composite"),
+                f"unknown --teacher-mode {self.teacher_mode!r}",
+            ),
+            (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1, "split fractions must be in [0, 1)"),
+            (
+                self.val_fraction + self.test_fraction < 1,
+                "val + test fractions must leave some training data",
+            ),
+            (self.shard_size >= 1, "--shard-size must be >= 1"),
+            (1 <= self.jpeg_quality <= 100, "--jpeg-quality must be in [1, 100]"),
+            (self.limit is None or self.limit >= 1, "--limit must be >= 1"),
+            (self.workers >= 1, "--workers must be >= 1"),
+            (self.num_bg >= 1 and self.num_fg >= 1, "--num-bg and --num-fg must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+        if self.resolved_placement() == "geometry" and not self.synthetic:
+            raise ValueError("--placement geometry needs camera geometry and 3D people: the procedural world")
+        if self.resolved_depth() == "synthetic" and not self.synthetic:
+            raise ValueError("--depth synthetic is only for the procedural world")
+        if self.resolved_depth() == "maps" and not self.bg_depth_dir:
+            raise ValueError("--depth maps needs --bg-depth-dir")
+        if self.resolved_depth() == "teacher" and not self.teacher:
+            raise ValueError("--depth teacher needs --teacher PATH (a local checkpoint directory)")

@@ -1,0 +1,117 @@
+"""Encoding and decoding of the stored arrays: one place for every codec setting.
+
+All functions take and return numpy arrays in RGB order (OpenCV's BGR stays inside this module).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from fgdepth.data import schema
+
+# Measured on a 2-core machine at 224 px: SUB filter + zlib level 2 encodes uint16 depth in ~0.4 ms (the
+# default filters take ~1.2 ms) at about the same size; bilevel PNG encodes a binary mask in ~0.07 ms.
+_PNG16_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 2, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
+_PNG_MASK_PARAMS = [cv2.IMWRITE_PNG_BILEVEL, 1]
+_PNG_IMAGE_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+
+
+class DecodeError(ValueError):
+    """A stored or user file could not be decoded."""
+
+
+def _encode(ext: str, array: np.ndarray, params: list[int]) -> bytes:
+    ok, buf = cv2.imencode(ext, array, params)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode an array of shape {array.shape} as {ext}")
+    return buf.tobytes()
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """rgb: (H, W, 3) uint8."""
+    return _encode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+
+
+def encode_png_rgb(rgb: np.ndarray) -> bytes:
+    """rgb: (H, W, 3) or (H, W, 4) uint8, lossless."""
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA if rgb.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    return _encode(".png", bgr, _PNG_IMAGE_PARAMS)
+
+
+def encode_mask(mask: np.ndarray) -> bytes:
+    """mask: (H, W) bool -> binary PNG that decodes to 0/255 uint8."""
+    return _encode(".png", mask.astype(np.uint8) * 255, _PNG_MASK_PARAMS)
+
+
+def encode_depth(depth: np.ndarray, scale: float = schema.DEPTH_MM_PER_M) -> bytes:
+    """depth: (H, W) float32 (0 = unknown) -> uint16 PNG of round(depth * scale), clipped to the uint16 range."""
+    return _encode(".png", depth_to_uint16(depth, scale), _PNG16_PARAMS)
+
+
+def depth_to_uint16(depth: np.ndarray, scale: float = schema.DEPTH_MM_PER_M) -> np.ndarray:
+    d = np.nan_to_num(depth.astype(np.float64) * scale, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(np.rint(d), 0, schema.DEPTH_MAX_UINT16).astype(np.uint16)
+
+
+def uint16_to_depth(u16: np.ndarray, scale: float = schema.DEPTH_MM_PER_M) -> np.ndarray:
+    return u16.astype(np.float32) / np.float32(scale)
+
+
+def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """JPEG/PNG bytes -> (H, W, 3) uint8 RGB."""
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if arr is None:
+        raise DecodeError(f"{name}: not a decodable image")
+    return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+
+
+def decode_mask(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """PNG bytes -> (H, W) bool (pixels > 127)."""
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if arr is None:
+        raise DecodeError(f"{name}: not a decodable mask image")
+    return arr > 127
+
+
+def decode_uint16(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """uint16 PNG bytes -> (H, W) uint16; refuses 8-bit images, which would silently lose depth."""
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise DecodeError(f"{name}: not a decodable PNG")
+    if arr.dtype != np.uint16 or arr.ndim != 2:
+        raise DecodeError(f"{name}: depth must be a single-channel uint16 PNG, got {arr.dtype} {arr.shape}")
+    return arr
+
+
+def decode_depth(data: bytes, scale: float = schema.DEPTH_MM_PER_M, name: str = "<bytes>") -> np.ndarray:
+    """uint16 PNG bytes -> (H, W) float32 depth (0 = unknown)."""
+    return uint16_to_depth(decode_uint16(data, name), scale)
+
+
+def read_bytes(path: str | Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write under a temporary name, then rename: a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def dumps_meta(meta: dict[str, Any]) -> bytes:
+    """Compact, key-sorted JSON so identical metadata gives identical bytes."""
+    return json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()

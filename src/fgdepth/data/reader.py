@@ -1,0 +1,359 @@
+"""Reading datasets back: shards (IterableDataset), the folder layout and on-the-fly composition (map-style).
+
+All three yield the same dict (``schema`` keys): ``background``/``composite`` (3, H, W) float32 in [0, 1],
+``mask`` (1, H, W) float32 in {0, 1}, ``depth`` (1, H, W) float32 (metres for metric datasets, 0 = unknown),
+``depth_valid`` (1, H, W) float32, and ``key`` (the sample stem).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tarfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from fgdepth.data import codec, schema
+
+NumpySample = dict  # background/composite (H, W, 3) uint8, mask (H, W) bool, depth (H, W) float32 | None, key
+
+
+def read_manifest(root: str | Path) -> dict:
+    path = Path(root) / schema.MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no manifest; is {root} a finished fgdepth dataset?")
+    manifest = json.loads(path.read_text())
+    if manifest.get("schema_version") != schema.SCHEMA_VERSION:
+        raise ValueError(
+            f"{path}: schema version {manifest.get('schema_version')}, expected {schema.SCHEMA_VERSION}"
+        )
+    return manifest
+
+
+def depth_scale_of(manifest: dict) -> float:
+    return float((manifest.get("depth") or {}).get("scale") or schema.DEPTH_MM_PER_M)
+
+
+def to_tensors(sample: NumpySample) -> dict:
+    """The one place numpy HWC becomes torch CHW."""
+    bg = torch.from_numpy(np.ascontiguousarray(sample[schema.BACKGROUND])).permute(2, 0, 1).float().div_(255)
+    comp = torch.from_numpy(np.ascontiguousarray(sample[schema.COMPOSITE])).permute(2, 0, 1).float().div_(255)
+    mask = torch.from_numpy(np.ascontiguousarray(sample[schema.MASK])).float()[None]
+    h, w = mask.shape[-2:]
+    depth = sample.get(schema.DEPTH)
+    depth_t = (
+        torch.zeros(1, h, w) if depth is None else torch.from_numpy(np.ascontiguousarray(depth)).float()[None]
+    )
+    return {
+        schema.BACKGROUND: bg,
+        schema.COMPOSITE: comp,
+        schema.MASK: mask,
+        schema.DEPTH: depth_t,
+        schema.DEPTH_VALID: (depth_t > 0).float(),
+        schema.KEY: sample[schema.KEY],
+    }
+
+
+class _BackgroundCache:
+    """Backgrounds are stored once; samples refer to them by id."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __call__(self, bg_id: str) -> np.ndarray:
+        if bg_id not in self._cache:
+            path = _find_image(self.root / schema.BG_DIR, bg_id)
+            if path is None:
+                raise FileNotFoundError(f"{self.root / schema.BG_DIR}: no image for background {bg_id!r}")
+            self._cache[bg_id] = codec.decode_image(codec.read_bytes(path), str(path))
+        return self._cache[bg_id]
+
+
+def _find_image(folder: Path, stem: str) -> Path | None:
+    for suffix in schema.IMAGE_SUFFIXES:
+        p = folder / f"{stem}{suffix}"
+        if p.is_file():
+            return p
+    return None
+
+
+def decode_shard_sample(
+    files: dict[str, bytes], key: str, backgrounds: _BackgroundCache, scale: float
+) -> NumpySample:
+    where = f"sample {key}"
+    meta = json.loads(files[schema.EXT_META]) if schema.EXT_META in files else None
+    bg_id = meta["bg_id"] if meta else schema.parse_stem(key)[0]
+    depth = files.get(schema.EXT_DEPTH)
+    return {
+        schema.KEY: key,
+        schema.BACKGROUND: backgrounds(bg_id),
+        schema.COMPOSITE: codec.decode_image(files[schema.EXT_COMP], f"{where} {schema.EXT_COMP}"),
+        schema.MASK: codec.decode_mask(files[schema.EXT_MASK], f"{where} {schema.EXT_MASK}"),
+        schema.DEPTH: None
+        if depth is None
+        else codec.decode_depth(depth, scale, f"{where} {schema.EXT_DEPTH}"),
+        "meta": meta,
+    }
+
+
+def iter_tar(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {extension: bytes}) for each sample of a webdataset tar; the key ends at the first dot."""
+    current, files = None, {}
+    with tarfile.open(path, "r") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            key, _, ext = member.name.rpartition("/")[2].partition(".")
+            if key != current and current is not None:
+                yield current, files
+                files = {}
+            current = key
+            files[ext] = tar.extractfile(member).read()
+    if current is not None:
+        yield current, files
+
+
+def split_for_rank_and_worker(items: list, rank: int, world_size: int) -> list:
+    """The share of ``items`` for this distributed rank and this data-loader worker (round robin)."""
+    items = items[rank::world_size]
+    info = get_worker_info()
+    if info is not None:
+        items = items[info.id :: info.num_workers]
+    return items
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class ShardDataset(IterableDataset):
+    """Samples of a webdataset-format dataset, one selection (``schema.SELECTIONS``) of it.
+
+    Shards are shuffled per epoch (seeded by (seed, epoch)), split across distributed ranks and loader workers,
+    and samples pass a small shuffle buffer. ``transform`` acts on the numpy sample before it becomes tensors.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        selection: str = "train",
+        shuffle: bool = False,
+        seed: int = 0,
+        buffer_size: int = 256,
+        transform: Callable[[NumpySample], NumpySample] | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ):
+        self.root = Path(root)
+        self.manifest = read_manifest(root)
+        if self.manifest["format"] != "webdataset":
+            raise ValueError(f"{root}: format is {self.manifest['format']!r}; use FolderDataset")
+        groups = set(schema.selection_groups(selection))
+        self.shards = [self.root / u["path"] for u in self.manifest["units"] if u["group"] in groups]
+        self.num_samples = sum(u["count"] for u in self.manifest["units"] if u["group"] in groups)
+        self.selection, self.shuffle, self.seed, self.buffer_size = selection, shuffle, seed, buffer_size
+        self.transform = transform
+        self.rank, self.world_size = rank, world_size
+        self.scale = depth_scale_of(self.manifest)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def shards_for_this_process(self) -> list[Path]:
+        shards = list(self.shards)
+        if self.shuffle:
+            random.Random(f"{self.seed}-{self.epoch}").shuffle(shards)
+        rank, world = _dist_rank_world()
+        rank = self.rank if self.rank is not None else rank
+        world = self.world_size if self.world_size is not None else world
+        return split_for_rank_and_worker(shards, rank, world)
+
+    def _samples(self) -> Iterator[NumpySample]:
+        backgrounds = _BackgroundCache(self.root)
+        for shard in self.shards_for_this_process():
+            for key, files in iter_tar(shard):
+                yield decode_shard_sample(files, key, backgrounds, self.scale)
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        rng = random.Random(f"{self.seed}-{self.epoch}-{info.id if info else 0}")
+        samples = _shuffle_buffer(self._samples(), self.buffer_size, rng) if self.shuffle else self._samples()
+        for s in samples:
+            yield to_tensors(self.transform(s) if self.transform else s)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def _shuffle_buffer(it: Iterator, size: int, rng: random.Random) -> Iterator:
+    buf: list = []
+    for x in it:
+        if len(buf) < size:
+            buf.append(x)
+            continue
+        i = rng.randrange(size)
+        yield buf[i]
+        buf[i] = x
+    rng.shuffle(buf)
+    yield from buf
+
+
+class FolderDataset(Dataset):
+    """The reference folder layout: ``bg/<bg_id>.*``, ``bg_fg/<bg_id>_<rest>.jpg``, ``bg_fg_mask/<stem>.png``,
+    optional ``bg_fg_depth/<stem>.png`` (uint16). Works on folders written by anyone; with an fgdepth manifest,
+    ``selection`` keeps the samples whose background and person belong to it."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        selection: str = "all",
+        transform: Callable[[NumpySample], NumpySample] | None = None,
+        depth_scale: float | None = None,
+    ):
+        self.root = Path(root)
+        comp_dir = self.root / schema.COMP_DIR
+        if not comp_dir.is_dir():
+            raise FileNotFoundError(
+                f"{comp_dir}: missing; expected the reference layout (bg/, bg_fg/, bg_fg_mask/)"
+            )
+        stems = sorted(p.stem for p in comp_dir.iterdir() if p.suffix.lower() in schema.IMAGE_SUFFIXES)
+        self.manifest = None
+        if (self.root / schema.MANIFEST_NAME).is_file():
+            self.manifest = read_manifest(self.root)
+            stems = self._select(stems, selection)
+        self.stems = stems
+        self.transform = transform
+        self.scale = depth_scale if depth_scale is not None else depth_scale_of(self.manifest or {})
+        self._backgrounds = _BackgroundCache(self.root)
+
+    def _select(self, stems: list[str], selection: str) -> list[str]:
+        bg_ok, fg_ok = schema.SELECTIONS[selection] if selection in schema.SELECTIONS else (None, None)
+        if bg_ok is None:
+            schema.selection_groups(selection)  # raises the error listing valid names
+        splits = self.manifest["splits"]
+        keep = []
+        for stem in stems:
+            bg_id, fg, _ = schema.parse_stem(stem)
+            person = fg[:-1] if fg.endswith("f") and fg[:-1] in splits["people"] else fg
+            if splits["backgrounds"].get(bg_id) in bg_ok and splits["people"].get(person) in fg_ok:
+                keep.append(stem)
+        return keep
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+    def load_numpy(self, i: int) -> NumpySample:
+        stem = self.stems[i]
+        comp_path = _find_image(self.root / schema.COMP_DIR, stem)
+        mask_path = self.root / schema.MASK_DIR / f"{stem}.png"
+        if not mask_path.is_file():
+            raise FileNotFoundError(f"{mask_path}: missing mask for composite {comp_path.name}")
+        depth_path = self.root / schema.DEPTH_DIR / f"{stem}.png"
+        bg_id = stem.split("_", 1)[0]
+        return {
+            schema.KEY: stem,
+            schema.BACKGROUND: self._backgrounds(bg_id),
+            schema.COMPOSITE: codec.decode_image(codec.read_bytes(comp_path), str(comp_path)),
+            schema.MASK: codec.decode_mask(codec.read_bytes(mask_path), str(mask_path)),
+            schema.DEPTH: (
+                codec.decode_depth(codec.read_bytes(depth_path), self.scale, str(depth_path))
+                if depth_path.is_file()
+                else None
+            ),
+        }
+
+    def __getitem__(self, i: int) -> dict:
+        s = self.load_numpy(i)
+        return to_tensors(self.transform(s) if self.transform else s)
+
+
+class OnTheFlyDataset(Dataset):
+    """Composes samples in the data loader from the dataset's stored world and specs: the same pixels as the
+    materialised dataset before JPEG encoding, for the same seed, without writing any sample files.
+
+    ``root`` needs only the stored world (``fgdepth make-dataset`` writes it first; ``--limit 1`` is enough).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        selection: str = "train",
+        transform: Callable[[NumpySample], NumpySample] | None = None,
+        config_overrides: dict | None = None,
+    ):
+        from fgdepth import factory
+        from fgdepth.config import FactoryConfig, from_dict
+        from fgdepth.world import load_world
+
+        self.root = Path(root)
+        run = json.loads((self.root / schema.RUN_NAME).read_text())
+        cfg = from_dict(FactoryConfig, {**run["config"], **(config_overrides or {})})
+        cfg.limit = (config_overrides or {}).get("limit")  # the full plan unless asked for a subset
+        self.world = load_world(self.root)
+        plan = factory.make_plan(cfg, self.world)
+        groups = set(schema.selection_groups(selection))
+        self.indices = [i for u in plan.units if u.group in groups for i in u.indices]
+        self.composer = factory.Composer(cfg, self.world, plan)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def load_numpy(self, i: int) -> NumpySample:
+        s = self.composer.sample(self.indices[i])
+        b = self.world.bg_ids.index(s.meta["bg_id"])
+        return {
+            schema.KEY: s.stem,
+            schema.BACKGROUND: self.world.backgrounds[b].rgb,
+            schema.COMPOSITE: s.composed.composite,
+            schema.MASK: s.composed.mask,
+            schema.DEPTH: s.composed.depth,
+            "meta": s.meta,
+        }
+
+    def __getitem__(self, i: int) -> dict:
+        s = self.load_numpy(i)
+        return to_tensors(self.transform(s) if self.transform else s)
+
+
+def open_dataset(root: str | Path, selection: str = "all", **kwargs) -> Dataset:
+    """The right reader for ``root``: shards, or the folder layout (fgdepth's or anyone's)."""
+    root = Path(root)
+    if (root / schema.MANIFEST_NAME).is_file() and read_manifest(root)["format"] == "webdataset":
+        return ShardDataset(root, selection, **kwargs)
+    return FolderDataset(root, selection, **kwargs)
+
+
+def collate(samples: list[dict]) -> dict:
+    """Stack tensors; keep keys as a list of strings."""
+    out = {k: torch.stack([s[k] for s in samples]) for k in schema.BATCH_KEYS}
+    out[schema.KEY] = [s[schema.KEY] for s in samples]
+    return out
+
+
+def random_samples(root: str | Path, n: int, selection: str = "all", seed: int = 0) -> list[NumpySample]:
+    """``n`` seeded random samples of a dataset as numpy dicts (for pictures)."""
+    ds = open_dataset(root, selection)
+    rng = random.Random(seed)
+    if isinstance(ds, FolderDataset):
+        picks = sorted(rng.sample(range(len(ds)), min(n, len(ds))))
+        return [ds.load_numpy(i) for i in picks]
+    shards = list(ds.shards)
+    rng.shuffle(shards)
+    backgrounds = _BackgroundCache(ds.root)
+    out: list[NumpySample] = []
+    for shard in shards:
+        entries = list(iter_tar(shard))
+        take = rng.sample(entries, min(max(1, n // max(len(shards), 1) + 1), len(entries), n - len(out)))
+        out += [decode_shard_sample(files, key, backgrounds, ds.scale) for key, files in take]
+        if len(out) >= n:
+            break
+    return out

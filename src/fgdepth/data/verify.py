@@ -1,0 +1,191 @@
+"""``fgdepth inspect``: summarise a dataset and verify it completely.
+
+Checks that every sample has every part, counts agree across modalities and with the manifest, checksums hold,
+masks are binary, depth decodes as uint16, and the stored world is whole. Returns the list of problems found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fgdepth.data import codec, schema
+from fgdepth.data.reader import iter_tar, read_manifest
+
+
+@dataclass
+class Report:
+    manifest: dict | None = None
+    problems: list[str] = field(default_factory=list)
+    checked_samples: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _check_mask(data: bytes, where: str, problems: list[str]) -> None:
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        problems.append(f"{where}: mask does not decode")
+    elif arr.ndim != 2 or not np.isin(arr, (0, 255)).all():
+        problems.append(f"{where}: mask is not binary 0/255 single-channel")
+
+
+def _check_depth(data: bytes, where: str, problems: list[str]) -> None:
+    try:
+        codec.decode_uint16(data, where)
+    except codec.DecodeError as err:
+        problems.append(str(err))
+
+
+def _check_sample(
+    key: str, files: dict[str, bytes], has_depth: bool, deep: bool, problems: list[str]
+) -> None:
+    wanted = [schema.EXT_COMP, schema.EXT_MASK, schema.EXT_META] + ([schema.EXT_DEPTH] if has_depth else [])
+    missing = [ext for ext in wanted if ext not in files]
+    if missing:
+        problems.append(f"sample {key}: missing {', '.join(missing)}")
+    if not deep:
+        return
+    if schema.EXT_MASK in files:
+        _check_mask(files[schema.EXT_MASK], f"sample {key}", problems)
+    if has_depth and schema.EXT_DEPTH in files:
+        _check_depth(files[schema.EXT_DEPTH], f"sample {key} depth", problems)
+    if schema.EXT_COMP in files and cv2.imdecode(np.frombuffer(files[schema.EXT_COMP], np.uint8), 1) is None:
+        problems.append(f"sample {key}: composite does not decode")
+
+
+def verify_dataset(root: str | Path, deep: bool = True) -> Report:
+    """Verify ``root``; ``deep`` decodes every mask, depth map and composite (slower)."""
+    root = Path(root)
+    rep = Report()
+    try:
+        rep.manifest = manifest = read_manifest(root)
+    except (FileNotFoundError, ValueError, json.JSONDecodeError) as err:
+        rep.problems.append(str(err))
+        return rep
+    problems = rep.problems
+    has_depth = manifest.get("depth") is not None
+    _verify_world(root, manifest, has_depth, problems)
+    total = 0
+    for unit in manifest["units"]:
+        record_path = root / schema.UNIT_DIR / f"{unit['name']}.json"
+        record = json.loads(record_path.read_text()) if record_path.is_file() else None
+        if manifest["format"] == "webdataset":
+            total += _verify_shard(root, unit, has_depth, deep, problems)
+        else:
+            if record is None:
+                problems.append(f"{record_path}: unit record missing (needed to verify folder checksums)")
+                continue
+            total += _verify_folder_unit(root, unit, record["keys"], has_depth, deep, problems)
+    if total != manifest["counts"]["samples"]:
+        problems.append(f"manifest counts {manifest['counts']['samples']} samples, found {total}")
+    if manifest["format"] == "folders":
+        _verify_folder_counts(root, manifest, has_depth, problems)
+    rep.checked_samples = total
+    return rep
+
+
+def _verify_world(root: Path, manifest: dict, has_depth: bool, problems: list[str]) -> None:
+    for bg_id in manifest["splits"]["backgrounds"]:
+        if not (root / schema.BG_DIR / f"{bg_id}.png").is_file():
+            problems.append(f"{root / schema.BG_DIR / bg_id}.png: background missing")
+        if has_depth and not (root / schema.BG_DEPTH_DIR / f"{bg_id}.png").is_file():
+            problems.append(f"{root / schema.BG_DEPTH_DIR / bg_id}.png: background depth missing")
+    for fg_id in manifest["splits"]["people"]:
+        for sub in (schema.FG_DIR, schema.FG_MASK_DIR):
+            if not (root / sub / f"{fg_id}.png").is_file():
+                problems.append(f"{root / sub / fg_id}.png: foreground file missing")
+
+
+def _verify_shard(root: Path, unit: dict, has_depth: bool, deep: bool, problems: list[str]) -> int:
+    path = root / unit["path"]
+    if not path.is_file():
+        problems.append(f"{path}: shard missing")
+        return 0
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != unit["sha256"]:
+        problems.append(f"{path}: checksum mismatch (corrupt or modified shard)")
+    count, keys = 0, []
+    try:
+        for key, files in iter_tar(path):
+            _check_sample(key, files, has_depth, deep, problems)
+            keys.append(key)
+            count += 1
+    except Exception as err:  # a truncated tar raises tarfile.ReadError and others
+        problems.append(f"{path}: unreadable tar ({err})")
+    if len(set(keys)) != len(keys):
+        problems.append(f"{path}: duplicate sample keys")
+    if count != unit["count"]:
+        problems.append(f"{path}: {count} samples, manifest says {unit['count']}")
+    elif hashlib.sha256("\n".join(keys).encode()).hexdigest() != unit["keys_sha256"]:
+        problems.append(f"{path}: sample keys differ from those recorded")
+    return count
+
+
+def _verify_folder_unit(
+    root: Path, unit: dict, keys: list[str], has_depth: bool, deep: bool, problems: list[str]
+) -> int:
+    from fgdepth.factory import folder_unit_digest
+
+    found = 0
+    for key in keys:
+        files = {}
+        for ext, folder, suffix in (
+            (schema.EXT_COMP, schema.COMP_DIR, ".jpg"),
+            (schema.EXT_MASK, schema.MASK_DIR, ".png"),
+            (schema.EXT_DEPTH, schema.DEPTH_DIR, ".png"),
+            (schema.EXT_META, schema.META_DIR, ".json"),
+        ):
+            p = root / folder / f"{key}{suffix}"
+            if p.is_file():
+                files[ext] = p.read_bytes()
+        if files:
+            found += 1
+        _check_sample(key, files, has_depth, deep, problems)
+    if folder_unit_digest(root, keys) != unit["sha256"]:
+        problems.append(f"unit {unit['name']}: checksum mismatch (files missing, corrupt or modified)")
+    return found
+
+
+def _verify_folder_counts(root: Path, manifest: dict, has_depth: bool, problems: list[str]) -> None:
+    folders = [schema.COMP_DIR, schema.MASK_DIR, schema.META_DIR] + ([schema.DEPTH_DIR] if has_depth else [])
+    counts = {
+        f: sum(1 for p in (root / f).iterdir() if not p.name.startswith(".")) if (root / f).is_dir() else 0
+        for f in folders
+    }
+    if len(set(counts.values())) > 1:
+        problems.append(
+            "modalities have different counts: " + ", ".join(f"{k}={v}" for k, v in counts.items())
+        )
+
+
+def summary_lines(manifest: dict) -> list[str]:
+    c = manifest["counts"]
+    lines = [
+        f"schema v{manifest['schema_version']}, format {manifest['format']}, {manifest['size']} px, "
+        f"fgdepth {manifest.get('fgdepth_version')}",
+        f"samples {c['samples']:,}: {c['backgrounds']} backgrounds x {c['foregrounds']} foregrounds "
+        f"({c['people']} people) x {manifest['config']['placements']} placements",
+        "selections: " + ", ".join(f"{k} {v:,}" for k, v in c["by_selection"].items()),
+        f"skipped inputs: {c['skipped_inputs']}",
+        f"composite mean {manifest['stats']['composite_mean']} std {manifest['stats']['composite_std']}",
+    ]
+    d = manifest.get("depth")
+    if d:
+        lines.append(
+            f"depth: {d['kind']} ({d['unit']}), from {d['source']}, min {d['min']} max {d['max']} mean {d['mean']}"
+        )
+    else:
+        lines.append("depth: none")
+    nbytes = sum(u["bytes"] for u in manifest["units"])
+    lines.append(
+        f"{len(manifest['units'])} units, {nbytes / 1e6:.1f} MB, {nbytes / max(c['samples'], 1) / 1e3:.1f} kB/sample"
+    )
+    return lines

@@ -1,0 +1,643 @@
+"""The dataset factory: sample specs from (seed, index), units of work in parallel, resume, manifest.
+
+Data flow: sources or the procedural world -> stored world (``world.py``) -> plan (splits, units) ->
+for each unit, for each sample index: spec (seeded by (seed, index)) -> compose -> encode -> shard / folders ->
+unit record -> manifest.
+
+Every sample is a pure function of (config, stored world, index), so the output is byte-identical whatever the
+number of workers, and an interrupted run resumes by redoing only the units without a record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import multiprocessing as mp
+import os
+import shutil
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fgdepth import compose as C
+from fgdepth.config import FactoryConfig, from_dict, to_dict
+from fgdepth.data import codec, schema
+from fgdepth.scene import Background
+from fgdepth.world import World, load_world, make_ids, quantise_background, store_world
+
+# Stream tags so different kinds of draws from the same (seed, index) never share a generator.
+_STREAM_SAMPLE, _STREAM_SPLIT, _STREAM_ROOM, _STREAM_PERSON, _STREAM_LIMIT = 11, 12, 13, 14, 15
+# Statistics look at every STATS_STRIDE-th pixel in each direction: cheap, deterministic, plenty for mean/std.
+STATS_STRIDE = 4
+
+
+class DatasetExistsError(RuntimeError):
+    """The output directory holds something else, or a dataset made with other settings."""
+
+
+def rng_for(seed: int, stream: int, index: int) -> np.random.Generator:
+    """The generator of one draw: seeded from (global seed, stream, item index), never from shared state."""
+    return np.random.default_rng([seed, stream, index])
+
+
+def seed_int(seed: int, stream: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0])
+
+
+# ----------------------------------------------------------------------------------------------- splits
+def assign_splits(n: int, val_fraction: float, test_fraction: float, rng: np.random.Generator) -> list[str]:
+    """A seeded assignment of ``n`` items to train/val/test. Any non-zero fraction gets at least one item while
+    at least one item stays for training."""
+
+    def count(frac: float) -> int:
+        return 0 if frac <= 0 else max(1, round(n * frac))
+
+    n_test, n_val = count(test_fraction), count(val_fraction)
+    while n_test + n_val > n - 1 and (n_test or n_val):
+        if n_val >= n_test and n_val:
+            n_val -= 1
+        else:
+            n_test -= 1
+    order = rng.permutation(n)
+    splits = ["train"] * n
+    for i in order[:n_test]:
+        splits[i] = "test"
+    for i in order[n_test : n_test + n_val]:
+        splits[i] = "val"
+    return splits
+
+
+# ------------------------------------------------------------------------------------------------- plan
+@dataclass(frozen=True)
+class Unit:
+    name: str  # e.g. "train-train-000003"
+    group: str
+    indices: tuple[int, ...]
+
+
+@dataclass
+class Plan:
+    """Which samples exist and how they are grouped into units. Derived from the config and the world's sizes."""
+
+    num_bg: int
+    num_people: int
+    flip: bool
+    placements: int
+    units: list[Unit]
+
+    @property
+    def fg_per_person(self) -> int:
+        return 2 if self.flip else 1
+
+    @property
+    def num_fg(self) -> int:
+        return self.num_people * self.fg_per_person
+
+    @property
+    def total(self) -> int:
+        return self.num_bg * self.num_fg * self.placements
+
+    def decode(self, index: int) -> tuple[int, int, bool, int]:
+        """index -> (background, person, flipped, placement)."""
+        pair, k = divmod(index, self.placements)
+        b, f = divmod(pair, self.num_fg)
+        person, flipped = divmod(f, self.fg_per_person)
+        return b, person, bool(flipped), k
+
+
+def fg_id(person_id: str, flipped: bool) -> str:
+    return person_id + ("f" if flipped else "")
+
+
+def make_plan(cfg: FactoryConfig, world: World) -> Plan:
+    plan = Plan(len(world.backgrounds), len(world.people), cfg.flip, cfg.placements, [])
+    index = np.arange(plan.total, dtype=np.int64)
+    if cfg.limit is not None and cfg.limit < plan.total:
+        index = np.sort(rng_for(cfg.seed, _STREAM_LIMIT, 0).permutation(plan.total)[: cfg.limit])
+    pair = index // plan.placements
+    b = pair // plan.num_fg
+    person = (pair % plan.num_fg) // plan.fg_per_person
+    bg_split = np.asarray(world.bg_splits)[b]
+    fg_split = np.asarray(world.person_splits)[person]
+    for bs in schema.SPLITS:
+        for fs in schema.SPLITS:
+            sel = index[(bg_split == bs) & (fg_split == fs)]
+            group = schema.group_name(bs, fs)
+            for n, start in enumerate(range(0, sel.size, cfg.shard_size)):
+                chunk = tuple(int(i) for i in sel[start : start + cfg.shard_size])
+                plan.units.append(Unit(f"{group}-{n:06d}", group, chunk))
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------- samples
+@dataclass
+class Sample:
+    stem: str
+    composed: C.Composed
+    meta: dict
+
+
+class Composer:
+    """Turns sample indices into composed samples; holds the per-background caches (floor candidates)."""
+
+    def __init__(self, cfg: FactoryConfig, world: World, plan: Plan):
+        self.cfg, self.world, self.plan = cfg, world, plan
+        self.mode = cfg.resolved_placement()
+        self._candidates: dict[int, np.ndarray] = {}
+
+    def placement(self, index: int) -> tuple[int, int, bool, int, C.Placement]:
+        b, person, flipped, k = self.plan.decode(index)
+        bg, fg = self.world.backgrounds[b], self.world.person(person, flipped)
+        rng = rng_for(self.cfg.seed, _STREAM_SAMPLE, index)
+        if self.mode == "geometry":
+            if b not in self._candidates:
+                self._candidates[b] = C.floor_candidates(bg)
+            p = C.sample_geometry_placement(rng, fg, bg, self._candidates[b])
+        else:
+            p = C.sample_random_placement(rng, fg, bg, tuple(self.cfg.fg_height))
+        return b, person, flipped, k, p
+
+    def sample(self, index: int) -> Sample:
+        b, person, flipped, k, p = self.placement(index)
+        bg, fg = self.world.backgrounds[b], self.world.person(person, flipped)
+        composed = C.compose(bg, fg, p, self.mode)
+        bg_id, pid = self.world.bg_ids[b], self.world.person_ids[person]
+        meta = {
+            "index": index,
+            "bg_id": bg_id,
+            "fg_id": fg_id(pid, flipped),
+            "person_id": pid,
+            "flip": flipped,
+            "placement": k,
+            "bg_split": self.world.bg_splits[b],
+            "fg_split": self.world.person_splits[person],
+            "mode": self.mode,
+            "visible_pixels": int(composed.mask.sum()),
+            **p.to_dict(),
+        }
+        return Sample(schema.sample_stem(bg_id, meta["fg_id"], k), composed, meta)
+
+
+# ----------------------------------------------------------------------------------------------- writing
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, 0, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+class _Stats:
+    """Running sums for the manifest: composite mean/std per channel, depth min/max/mean/std."""
+
+    def __init__(self) -> None:
+        self.rgb_sum = np.zeros(3)
+        self.rgb_sq = np.zeros(3)
+        self.rgb_n = 0
+        self.depth = [0, 0.0, 0.0, float("inf"), 0.0]  # count, sum, sumsq, min, max
+
+    def add(self, c: C.Composed) -> None:
+        px = c.composite[::STATS_STRIDE, ::STATS_STRIDE].reshape(-1, 3).astype(np.float64) / 255.0
+        self.rgb_sum += px.sum(0)
+        self.rgb_sq += (px * px).sum(0)
+        self.rgb_n += px.shape[0]
+        if c.depth is not None:
+            d = c.depth[::STATS_STRIDE, ::STATS_STRIDE]
+            d = d[d > 0].astype(np.float64)
+            if d.size:
+                s = self.depth
+                s[0] += d.size
+                s[1] += float(d.sum())
+                s[2] += float((d * d).sum())
+                s[3] = min(s[3], float(d.min()))
+                s[4] = max(s[4], float(d.max()))
+
+    def record(self) -> dict:
+        return {
+            "rgb_sum": self.rgb_sum.tolist(),
+            "rgb_sq": self.rgb_sq.tolist(),
+            "rgb_n": self.rgb_n,
+            "depth": self.depth if self.depth[0] else [0, 0.0, 0.0, None, None],
+        }
+
+
+def _encode_sample(s: Sample, cfg: FactoryConfig, depth_scale: float) -> dict[str, bytes]:
+    files = {
+        schema.EXT_COMP: codec.encode_jpeg(s.composed.composite, cfg.jpeg_quality),
+        schema.EXT_MASK: codec.encode_mask(s.composed.mask),
+    }
+    if s.composed.depth is not None:
+        files[schema.EXT_DEPTH] = codec.encode_depth(s.composed.depth, depth_scale)
+    files[schema.EXT_META] = codec.dumps_meta(s.meta)
+    return files
+
+
+_FOLDER_OF = {
+    schema.EXT_COMP: (schema.COMP_DIR, ".jpg"),
+    schema.EXT_MASK: (schema.MASK_DIR, ".png"),
+    schema.EXT_DEPTH: (schema.DEPTH_DIR, ".png"),
+    schema.EXT_META: (schema.META_DIR, ".json"),
+}
+
+
+def unit_path(root: Path, cfg: FactoryConfig, unit: Unit) -> Path:
+    return root / schema.SHARD_DIR / f"{unit.name}.tar"
+
+
+def write_unit(
+    root: Path,
+    cfg: FactoryConfig,
+    composer: Composer,
+    unit: Unit,
+    depth_fn: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None,
+) -> dict:
+    """Compose and write one unit (a shard, or a chunk of folder files); return its record.
+
+    ``depth_fn`` replaces each composite's depth (a teacher labelling every composite).
+    """
+    samples = [composer.sample(i) for i in unit.indices]
+    if depth_fn is not None:
+        for s, d in zip(samples, depth_fn([s.composed.composite for s in samples])):
+            s.composed.depth = d
+    stats = _Stats()
+    digest = hashlib.sha256()
+    scale = composer.world.depth_scale
+    if cfg.format == "webdataset":
+        final = unit_path(root, cfg, unit)
+        tmp = final.with_name(f".{final.name}.tmp")
+        with open(tmp, "wb") as raw:
+            with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+                for s in samples:
+                    stats.add(s.composed)
+                    for ext, data in _encode_sample(s, cfg, scale).items():
+                        tar.addfile(_tarinfo(f"{s.stem}.{ext}", len(data)), io.BytesIO(data))
+            raw.flush()
+            os.fsync(raw.fileno())
+        digest.update(tmp.read_bytes())
+        os.replace(tmp, final)
+        nbytes = final.stat().st_size
+        path = str(final.relative_to(root))
+    else:
+        nbytes = 0
+        for s in samples:
+            stats.add(s.composed)
+            for ext, data in _encode_sample(s, cfg, scale).items():
+                folder, suffix = _FOLDER_OF[ext]
+                codec.atomic_write_bytes(root / folder / f"{s.stem}{suffix}", data)
+                digest.update(f"{folder}/{s.stem}{suffix}:".encode() + hashlib.sha256(data).digest())
+                nbytes += len(data)
+        path = None
+    return {
+        "name": unit.name,
+        "group": unit.group,
+        "count": len(samples),
+        "path": path,
+        "bytes": nbytes,
+        "sha256": digest.hexdigest(),
+        "keys_sha256": hashlib.sha256("\n".join(s.stem for s in samples).encode()).hexdigest(),
+        "keys": [s.stem for s in samples],
+        "stats": stats.record(),
+    }
+
+
+def folder_unit_digest(root: Path, stems: list[str]) -> str:
+    """The checksum a folder-format unit records, recomputed from disk (used by ``inspect``)."""
+    digest = hashlib.sha256()
+    for stem in stems:
+        for folder, suffix in _FOLDER_OF.values():
+            path = root / folder / f"{stem}{suffix}"
+            if path.is_file():
+                digest.update(
+                    f"{folder}/{stem}{suffix}:".encode() + hashlib.sha256(path.read_bytes()).digest()
+                )
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ the world
+def build_world(cfg: FactoryConfig, workers: int = 1) -> World:
+    """Load user folders or render the procedural world, assign splits, quantise depth as it will be stored."""
+    if cfg.synthetic:
+        backgrounds, people = _render_world(cfg, workers)
+        bg_names = [f"procedural room seed={cfg.seed} index={i}" for i in range(cfg.num_bg)]
+        person_names = [f"procedural person seed={cfg.seed} index={i}" for i in range(cfg.num_fg)]
+        skipped: list[dict] = []
+        depth_kind = "metric"
+    else:
+        from fgdepth import sources
+
+        bgs = sources.load_backgrounds(
+            cfg.bg_dir, cfg.size, cfg.bg_depth_dir if cfg.resolved_depth() == "maps" else None
+        )
+        fgs = sources.load_foregrounds(cfg.fg_dir, cfg.fg_mask_dir, max_height=2 * cfg.size)
+        skipped = [{"path": s.path, "reason": s.reason} for s in bgs.skipped + fgs.skipped]
+        if skipped and cfg.strict:
+            raise sources.SourceError(
+                "unreadable inputs (--strict): " + "; ".join(f"{s['path']}: {s['reason']}" for s in skipped)
+            )
+        if not bgs.items or not fgs.items:
+            raise sources.SourceError(
+                "no usable backgrounds or foregrounds left after skipping unreadable files"
+            )
+        backgrounds, people = bgs.items, fgs.items
+        bg_names, person_names = bgs.names, fgs.names
+        depth_kind = "metric" if cfg.resolved_depth() == "maps" else None
+    world = World(
+        backgrounds=backgrounds,
+        people=people,
+        bg_ids=make_ids("bg", len(backgrounds)),
+        person_ids=make_ids("fg", len(people)),
+        bg_names=bg_names,
+        person_names=person_names,
+        bg_splits=assign_splits(
+            len(backgrounds), cfg.val_fraction, cfg.test_fraction, rng_for(cfg.seed, _STREAM_SPLIT, 0)
+        ),
+        person_splits=assign_splits(
+            len(people), cfg.val_fraction, cfg.test_fraction, rng_for(cfg.seed, _STREAM_SPLIT, 1)
+        ),
+        depth_kind=depth_kind,
+        skipped=skipped,
+    )
+    if cfg.resolved_depth() == "teacher":
+        _label_backgrounds_with_teacher(cfg, world)
+    world.backgrounds = [quantise_background(bg, world.depth_scale) for bg in world.backgrounds]
+    return world
+
+
+def _render_task(args: tuple[str, int, int, int]):
+    kind, seed, size, index = args
+    from fgdepth import synth
+
+    if kind == "room":
+        return synth.render_room(seed_int(seed, _STREAM_ROOM, index), size=size)
+    return synth.render_person(seed_int(seed, _STREAM_PERSON, index), height_px=int(round(size * 8 / 7)))
+
+
+def _render_world(cfg: FactoryConfig, workers: int) -> tuple[list[Background], list]:
+    tasks = [("room", cfg.seed, cfg.size, i) for i in range(cfg.num_bg)]
+    tasks += [("person", cfg.seed, cfg.size, i) for i in range(cfg.num_fg)]
+    if workers > 1:
+        with mp.get_context("fork").Pool(workers) as pool:
+            results = pool.map(_render_task, tasks, chunksize=4)
+    else:
+        results = [_render_task(t) for t in tasks]
+    return results[: cfg.num_bg], results[cfg.num_bg :]
+
+
+def _label_backgrounds_with_teacher(cfg: FactoryConfig, world: World) -> None:
+    from fgdepth import teacher as T
+
+    model = T.DepthTeacher.load(cfg.teacher, batch_size=cfg.teacher_batch)
+    depths = model.predict([bg.rgb for bg in world.backgrounds])
+    world.depth_kind = model.info.depth_kind
+    if world.depth_kind == "relative":
+        # headroom for people nearer than anything in the empty rooms (per-composite labels)
+        world.depth_scale = T.relative_scale_for(2.0 * max(float(d.max()) for d in depths))
+    for bg, d in zip(world.backgrounds, depths):
+        bg.depth = d.astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------- the run
+_WORKER: dict = {}
+
+
+def _worker_unit(args: tuple[str, dict, Unit]) -> dict:
+    root, cfg_dict, unit = args
+    if _WORKER.get("root") != root:
+        cfg = from_dict(FactoryConfig, cfg_dict)
+        world = load_world(root)
+        plan = make_plan(cfg, world)
+        depth_fn = _teacher_depth_fn(cfg, world) if _per_composite(cfg) else None
+        _WORKER.update(root=root, cfg=cfg, composer=Composer(cfg, world, plan), depth_fn=depth_fn)
+    return write_unit(Path(root), _WORKER["cfg"], _WORKER["composer"], unit, _WORKER["depth_fn"])
+
+
+def _per_composite(cfg: FactoryConfig) -> bool:
+    return cfg.resolved_depth() == "teacher" and cfg.teacher_mode == "per-composite"
+
+
+def _teacher_depth_fn(cfg: FactoryConfig, world: World):
+    from fgdepth import teacher as T
+
+    model = T.DepthTeacher.load(cfg.teacher, batch_size=cfg.teacher_batch)
+    return model.predict
+
+
+_OWNED = (
+    schema.MANIFEST_NAME,
+    schema.RUN_NAME,
+    schema.SOURCES_NAME,
+    schema.BG_DIR,
+    schema.BG_DEPTH_DIR,
+    schema.BG_META_DIR,
+    schema.BG_FLOOR_DIR,
+    schema.FG_DIR,
+    schema.FG_MASK_DIR,
+    schema.FG_DEPTH_DIR,
+    schema.FG_META_DIR,
+    schema.SHARD_DIR,
+    schema.UNIT_DIR,
+    schema.COMP_DIR,
+    schema.MASK_DIR,
+    schema.DEPTH_DIR,
+    schema.META_DIR,
+)
+
+
+def _check_out_dir(root: Path, cfg: FactoryConfig, overwrite: bool) -> None:
+    """Refuse to mix datasets: resume only a run with the same identity; --overwrite clears fgdepth's files only."""
+    run_path = root / schema.RUN_NAME
+    if not root.exists():
+        return
+    if overwrite:
+        for name in _OWNED:
+            p = root / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+        return
+    if run_path.is_file():
+        previous = json.loads(run_path.read_text()).get("config", {})
+        current = cfg.identity()
+        diff = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        if diff:
+            details = ", ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in diff)
+            raise DatasetExistsError(
+                f"{root} holds a dataset made with other settings ({details}); "
+                "use the same settings to resume, another --out, or --overwrite"
+            )
+    elif any(root.iterdir()):
+        raise DatasetExistsError(
+            f"{root} is not empty and is not an fgdepth dataset; use another --out or --overwrite"
+        )
+
+
+def make_dataset(
+    cfg: FactoryConfig,
+    out_dir: str | Path,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Build (or resume) a dataset in ``out_dir``; return its manifest.
+
+    ``progress(done_samples, total_samples)`` is called as units complete.
+    """
+    cfg.validate()
+    root = Path(out_dir)
+    _check_out_dir(root, cfg, overwrite)
+    root.mkdir(parents=True, exist_ok=True)
+    codec.atomic_write_json(
+        root / schema.RUN_NAME, {"schema_version": schema.SCHEMA_VERSION, "config": cfg.identity()}
+    )
+    if not (root / schema.SOURCES_NAME).is_file():
+        store_world(root, build_world(cfg, cfg.workers))
+    world = load_world(root)
+    plan = make_plan(cfg, world)
+    (root / schema.UNIT_DIR).mkdir(exist_ok=True)
+    if cfg.format == "webdataset":
+        (root / schema.SHARD_DIR).mkdir(exist_ok=True)
+    else:
+        for folder, _ in _FOLDER_OF.values():
+            if folder != schema.DEPTH_DIR or world.depth_kind:
+                (root / folder).mkdir(exist_ok=True)
+    _remove_stale_temporaries(root)
+    records = {u.name: r for u in plan.units if (r := _done_record(root, cfg, u)) is not None}
+    todo = [u for u in plan.units if u.name not in records]
+    done = sum(r["count"] for r in records.values())
+    total = sum(len(u.indices) for u in plan.units)
+    if progress:
+        progress(done, total)
+    for record in _run_units(root, cfg, todo):
+        codec.atomic_write_json(root / schema.UNIT_DIR / f"{record['name']}.json", record)
+        records[record["name"]] = record
+        done += record["count"]
+        if progress:
+            progress(done, total)
+    manifest = build_manifest(cfg, world, plan, records)
+    codec.atomic_write_json(root / schema.MANIFEST_NAME, manifest)
+    return manifest
+
+
+def _run_units(root: Path, cfg: FactoryConfig, todo: list[Unit]) -> Iterator[dict]:
+    tasks = [(str(root), to_dict(cfg), u) for u in todo]
+    if cfg.workers <= 1 or len(todo) <= 1:
+        for t in tasks:
+            yield _worker_unit(t)
+        return
+    _WORKER.clear()  # a forked worker must not inherit the parent's cache of another dataset
+    ctx = mp.get_context("fork")
+    with ctx.Pool(min(cfg.workers, len(todo))) as pool:
+        yield from pool.imap_unordered(_worker_unit, tasks)
+
+
+def _done_record(root: Path, cfg: FactoryConfig, unit: Unit) -> dict | None:
+    path = root / schema.UNIT_DIR / f"{unit.name}.json"
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if record.get("count") != len(unit.indices):
+        return None
+    if cfg.format == "webdataset":
+        shard = unit_path(root, cfg, unit)
+        if not shard.is_file() or shard.stat().st_size != record.get("bytes"):
+            return None
+    return record
+
+
+def _remove_stale_temporaries(root: Path) -> None:
+    for sub in (
+        schema.SHARD_DIR,
+        schema.UNIT_DIR,
+        schema.COMP_DIR,
+        schema.MASK_DIR,
+        schema.DEPTH_DIR,
+        schema.META_DIR,
+    ):
+        d = root / sub
+        if d.is_dir():
+            for p in d.glob(".*.tmp"):
+                p.unlink(missing_ok=True)
+
+
+# -------------------------------------------------------------------------------------------- manifest
+def _mean_std(total: np.ndarray, sq: np.ndarray, n: int) -> tuple[list[float], list[float]]:
+    mean = total / max(n, 1)
+    std = np.sqrt(np.maximum(sq / max(n, 1) - mean * mean, 0.0))
+    return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
+
+
+def build_manifest(cfg: FactoryConfig, world: World, plan: Plan, records: dict[str, dict]) -> dict:
+    ordered = [records[u.name] for u in plan.units]
+    rgb_sum = sum((np.asarray(r["stats"]["rgb_sum"]) for r in ordered), np.zeros(3))
+    rgb_sq = sum((np.asarray(r["stats"]["rgb_sq"]) for r in ordered), np.zeros(3))
+    comp_mean, comp_std = _mean_std(rgb_sum, rgb_sq, sum(r["stats"]["rgb_n"] for r in ordered))
+    bg_px = np.concatenate(
+        [bg.rgb[::STATS_STRIDE, ::STATS_STRIDE].reshape(-1, 3) for bg in world.backgrounds]
+    )
+    bg_px = bg_px.astype(np.float64) / 255.0
+    bg_mean, bg_std = _mean_std(bg_px.sum(0), (bg_px * bg_px).sum(0), bg_px.shape[0])
+    by_group = {}
+    for r in ordered:
+        by_group[r["group"]] = by_group.get(r["group"], 0) + r["count"]
+    by_selection = {
+        name: sum(by_group.get(g, 0) for g in schema.selection_groups(name)) for name in schema.SELECTIONS
+    }
+    depth = None
+    if world.depth_kind:
+        d = [r["stats"]["depth"] for r in ordered if r["stats"]["depth"][0]]
+        n = sum(x[0] for x in d)
+        mean = sum(x[1] for x in d) / max(n, 1)
+        var = max(sum(x[2] for x in d) / max(n, 1) - mean * mean, 0.0)
+        depth = {
+            "kind": world.depth_kind,
+            "unit": "m" if world.depth_kind == "metric" else "relative disparity",
+            "encoding": "uint16 png, value = round(depth * scale), 0 = unknown",
+            "scale": world.depth_scale,
+            "source": cfg.resolved_depth(),
+            "min": round(min(x[3] for x in d), 6) if d else None,
+            "max": round(max(x[4] for x in d), 6) if d else None,
+            "mean": round(mean, 6),
+            "std": round(var**0.5, 6),
+        }
+    from fgdepth import __version__
+
+    return {
+        "schema_version": schema.SCHEMA_VERSION,
+        "fgdepth_version": __version__,
+        "config": cfg.identity(),
+        "format": cfg.format,
+        "size": cfg.size,
+        "counts": {
+            "samples": sum(r["count"] for r in ordered),
+            "backgrounds": len(world.backgrounds),
+            "people": len(world.people),
+            "foregrounds": plan.num_fg,
+            "by_group": by_group,
+            "by_selection": by_selection,
+            "skipped_inputs": len(world.skipped),
+        },
+        "splits": {
+            "backgrounds": dict(zip(world.bg_ids, world.bg_splits)),
+            "people": dict(zip(world.person_ids, world.person_splits)),
+        },
+        "stats": {
+            "composite_mean": comp_mean,
+            "composite_std": comp_std,
+            "background_mean": bg_mean,
+            "background_std": bg_std,
+            "stride": STATS_STRIDE,
+        },
+        "depth": depth,
+        "skipped": world.skipped,
+        "units": [
+            {k: r[k] for k in ("name", "group", "count", "path", "bytes", "sha256", "keys_sha256")}
+            for r in ordered
+        ],
+    }

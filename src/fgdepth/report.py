@@ -1,0 +1,196 @@
+"""A self-contained HTML report of an evaluation: metrics (model vs baseline), picture grids, curves, config.
+
+``write_report`` writes ``report.html`` and its PNGs side by side in one folder; the page refers to them by
+relative file names only and loads nothing from the network (inline CSS, no scripts, no web fonts), so the
+folder can be zipped, mailed or opened offline.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import math
+import os
+import re
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fgdepth.metrics import LOWER_IS_BETTER
+from fgdepth.viz import plot_curves, save_png, write_atomic
+
+REPORT_NAME = "report.html"
+CURVES_NAME = "curves.png"
+BASELINE_PREFIX = "baseline_"
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1400px;padding:0 1em;color:#222;background:#fff}
+h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid #ddd}
+.meta{color:#666;font-size:.9em}
+table{border-collapse:collapse;margin:.5em 0;font-size:.92em}
+th,td{border:1px solid #ddd;padding:.3em .7em;text-align:left}
+th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums;font-family:monospace}
+td.better{font-weight:bold;background:#eef8ee}
+img{max-width:100%;height:auto;border:1px solid #eee}
+pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.85em}
+figure{margin:1em 0}figcaption{color:#555;font-size:.9em}
+"""
+
+
+def select_good_median_worst(
+    per_sample: Sequence[tuple[Hashable, float]], n: int, higher_is_better: bool = True
+) -> dict[str, list[Hashable]]:
+    """Pick ``n`` best, ``n`` around the median and ``n`` worst samples by score (e.g. per-image IoU).
+
+    Returns ``{"good": [...], "median": [...], "worst": [...]}``: ``good`` best first, ``worst`` worst first,
+    ``median`` the ``n`` samples centred on the median rank. NaN scores are ignored. With fewer than ``3 n``
+    samples the lists overlap (each list is still as long as possible, at most ``n``).
+    """
+    scored = [(k, float(s)) for k, s in per_sample if not math.isnan(float(s))]
+    ranked = sorted(scored, key=lambda ks: ks[1], reverse=higher_is_better)  # best first, stable
+    keys = [k for k, _ in ranked]
+    n = max(0, min(n, len(keys)))
+    start = max(0, min(len(keys) - n, (len(keys) - n) // 2))
+    return {"good": keys[:n], "median": keys[start : start + n], "worst": keys[::-1][:n]}
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if math.isnan(v):
+            return "-"
+        if v.is_integer() and abs(v) < 1e9:
+            return str(int(v))
+        return f"{v:.4g}" if abs(v) >= 1000 or abs(v) < 1e-3 else f"{v:.4f}"
+    return str(value)
+
+
+def _split_baseline(
+    metrics: Mapping[str, float], baseline: Mapping[str, float] | None
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Model metrics and baseline metrics, both keyed without the ``baseline_`` prefix."""
+    model = {k: v for k, v in metrics.items() if not k.startswith(BASELINE_PREFIX)}
+    base = {k.removeprefix(BASELINE_PREFIX): v for k, v in metrics.items() if k.startswith(BASELINE_PREFIX)}
+    for k, v in (baseline or {}).items():
+        base[k.removeprefix(BASELINE_PREFIX)] = v
+    return model, base
+
+
+def _better(key: str, a: Any, b: Any) -> int:
+    """1 if a is better, -1 if b is, 0 if equal or not comparable."""
+    try:
+        fa, fb = float(a), float(b)
+    except (TypeError, ValueError):
+        return 0
+    if math.isnan(fa) or math.isnan(fb) or fa == fb or key.startswith("num_"):
+        return 0
+    lower = key in LOWER_IS_BETTER
+    return 1 if (fa < fb) == lower else -1
+
+
+def _metrics_table(metrics: Mapping[str, float], baseline: Mapping[str, float] | None) -> str:
+    model, base = _split_baseline(metrics, baseline)
+    keys = list(model) + [k for k in base if k not in model]
+    has_base = bool(base)
+    head = "<tr><th>metric</th><th>model</th>" + ("<th>baseline</th>" if has_base else "") + "</tr>"
+    rows = [head]
+    for k in keys:
+        m, b = model.get(k), base.get(k)
+        win = _better(k, m, b) if has_base else 0
+        arrow = " &darr;" if k in LOWER_IS_BETTER else ("" if k.startswith("num_") else " &uarr;")
+        cells = [f"<td>{html.escape(k)}{arrow}</td>"]
+        cells.append(f'<td class="num{" better" if win > 0 else ""}">{html.escape(_fmt(m))}</td>')
+        if has_base:
+            cells.append(f'<td class="num{" better" if win < 0 else ""}">{html.escape(_fmt(b))}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return "<table>\n" + "\n".join(rows) + "\n</table>"
+
+
+def _extra_html(extra: Mapping[str, Any]) -> str:
+    rows = []
+    for k, v in extra.items():
+        if isinstance(v, (Mapping, list, tuple)):
+            text = json.dumps(v, indent=2, default=str, sort_keys=False)
+            cell = f"<pre>{html.escape(text)}</pre>"
+        else:
+            cell = html.escape(_fmt(v))
+        rows.append(f"<tr><td>{html.escape(str(k))}</td><td>{cell}</td></tr>")
+    return "<table>\n<tr><th>setting</th><th>value</th></tr>\n" + "\n".join(rows) + "\n</table>"
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9_-]+", "_", name.lower()).strip("_") or "grid"
+
+
+def write_report(
+    out_dir: str | os.PathLike[str],
+    *,
+    title: str,
+    metrics: Mapping[str, float],
+    baseline: Mapping[str, float] | None = None,
+    grids: Mapping[str, np.ndarray] | None = None,
+    curves_csv: str | os.PathLike[str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``out_dir/report.html`` with ``grid_<name>.png`` and ``curves.png`` beside it; return its path.
+
+    Args:
+        title: page title.
+        metrics: the model's flat metric dict; keys starting with ``baseline_`` go to the baseline column.
+        baseline: the baseline's metric dict (keys with or without ``baseline_``), shown beside the model's;
+            the better value of each row is highlighted (arrows mark the direction of better).
+        grids: named pictures (e.g. ``good``, ``median``, ``worst`` from :func:`fgdepth.viz.prediction_grid`),
+            shown in the given order.
+        curves_csv: a Lightning ``metrics.csv``; drawn with :func:`fgdepth.viz.plot_curves` if it exists and
+            holds data, otherwise the section says why it is missing.
+        extra: run configuration (checkpoint, dataset, split, settings...); nested values shown as JSON.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="meta">generated {_dt.datetime.now().isoformat(timespec="seconds")}</p>',
+        "<h2>Metrics</h2>",
+        _metrics_table(metrics, baseline),
+    ]
+    if grids:
+        parts.append("<h2>Samples</h2>")
+        used: set[str] = set()
+        for name, image in grids.items():
+            fname = f"grid_{_slug(name)}.png"
+            i = 2
+            while fname in used:
+                fname, i = f"grid_{_slug(name)}_{i}.png", i + 1
+            used.add(fname)
+            save_png(out / fname, image)
+            parts.append(
+                f"<figure><figcaption>{html.escape(str(name))}</figcaption>"
+                f'<img src="{html.escape(fname)}" alt="{html.escape(str(name))}"></figure>'
+            )
+    if curves_csv is not None:
+        parts.append("<h2>Training curves</h2>")
+        png = None
+        if Path(curves_csv).is_file():
+            png = plot_curves(curves_csv, out / CURVES_NAME)
+        if png is not None:
+            parts.append(f'<img src="{CURVES_NAME}" alt="training curves">')
+        else:
+            parts.append(f"<p>No curves: {html.escape(str(curves_csv))} is missing or empty.</p>")
+    if extra:
+        parts += ["<h2>Run configuration</h2>", _extra_html(extra)]
+    parts.append("</body></html>\n")
+    return write_atomic(out / REPORT_NAME, "\n".join(parts).encode("utf-8"))
