@@ -1,0 +1,260 @@
+"""Batched training augmentation, run on the batch's device after transfer (kornia-style: pure functions plus a thin
+module that holds the hyper-parameters).
+
+Geometry: one random crop / flip per sample, applied identically to background, composite, mask and depth
+(bilinear for images, nearest for mask and depth so depth never mixes across edges), with the background given an
+extra sub-pixel-to-1.5-pixel shift (the two shots are never perfectly aligned).
+
+Photometry: a shared camera jitter (both shots: brightness, contrast, saturation, gamma, white balance), then
+per-shot differences as between two real shots (exposure, colour temperature, noise, blur, JPEG at independent
+qualities). This is what stops the model from learning raw pixel difference.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from fgdepth.data import schema
+
+# ---------------------------------------------------------------------------------------------- geometry
+
+
+def random_crop_theta(
+    batch_size: int,
+    generator: torch.Generator,
+    min_scale: float = 0.6,
+    max_aspect: float = 1.15,
+    flip_p: float = 0.5,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Affine matrices (B, 2, 3) for ``F.affine_grid``: a random crop inside the image (zoom >= 1, so no padding)
+    and a horizontal flip."""
+    g = generator
+    area = min_scale + (1 - min_scale) * torch.rand(batch_size, generator=g)
+    log_aspect = (torch.rand(batch_size, generator=g) * 2 - 1) * math.log(max_aspect)
+    sx = torch.clamp(torch.sqrt(area * torch.exp(log_aspect)), max=1.0)
+    sy = torch.clamp(torch.sqrt(area / torch.exp(log_aspect)), max=1.0)
+    tx = (torch.rand(batch_size, generator=g) * 2 - 1) * (1 - sx)
+    ty = (torch.rand(batch_size, generator=g) * 2 - 1) * (1 - sy)
+    flip = torch.where(torch.rand(batch_size, generator=g) < flip_p, -1.0, 1.0)
+    theta = torch.zeros(batch_size, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2] = sx * flip, tx
+    theta[:, 1, 1], theta[:, 1, 2] = sy, ty
+    return theta.to(device)
+
+
+def warp(x: torch.Tensor, theta: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """Resample x: (B, C, H, W) through theta: (B, 2, 3) to (B, C, *size)."""
+    grid = F.affine_grid(theta.to(x.dtype), [x.shape[0], x.shape[1], *size], align_corners=False)
+    return F.grid_sample(x, grid, mode=mode, padding_mode="border", align_corners=False)
+
+
+def geometric(
+    batch: dict, theta: torch.Tensor, size: tuple[int, int], bg_shift_px: torch.Tensor | None = None
+) -> dict:
+    """The same crop/flip on all four arrays; ``bg_shift_px`` (B, 2) shifts only the background (misalignment)."""
+    out = dict(batch)
+    h, w = batch[schema.COMPOSITE].shape[-2:]
+    # antialias before a strong downscale: bilinear sampling alone aliases fine textures into speckle
+    factor = min(h / size[0], w / size[1]) * float(theta[:, 1, 1].mean())
+    images = {k: batch[k] for k in (schema.BACKGROUND, schema.COMPOSITE)}
+    if factor > 1.5:
+        k = int(round(factor))
+        images = {
+            key: F.avg_pool2d(v, k, stride=1, padding=k // 2, count_include_pad=False)[..., :h, :w]
+            for key, v in images.items()
+        }
+    out[schema.COMPOSITE] = warp(images[schema.COMPOSITE], theta, size, "bilinear")
+    theta_bg = theta
+    if bg_shift_px is not None:
+        theta_bg = theta.clone()
+        theta_bg[:, 0, 2] += bg_shift_px[:, 0].to(theta.device) * 2 / w
+        theta_bg[:, 1, 2] += bg_shift_px[:, 1].to(theta.device) * 2 / h
+    out[schema.BACKGROUND] = warp(images[schema.BACKGROUND], theta_bg, size, "bilinear")
+    out[schema.MASK] = warp(batch[schema.MASK], theta, size, "nearest")
+    out[schema.DEPTH] = warp(batch[schema.DEPTH], theta, size, "nearest")
+    out[schema.DEPTH_VALID] = warp(batch[schema.DEPTH_VALID], theta, size, "nearest")
+    return out
+
+
+# ------------------------------------------------------------------------------------------- photometry
+_LUMA = torch.tensor([0.299, 0.587, 0.114])
+
+
+def adjust(
+    x: torch.Tensor,
+    brightness: torch.Tensor,
+    contrast: torch.Tensor,
+    saturation: torch.Tensor,
+    gamma: torch.Tensor,
+    gains: torch.Tensor,
+) -> torch.Tensor:
+    """Per-image colour jitter. x: (B, 3, H, W) in [0, 1]; scalars (B,), gains (B, 3). Returns [0, 1]."""
+    v = lambda t: t.view(-1, 1, 1, 1).to(x)  # noqa: E731
+    x = x * gains.view(-1, 3, 1, 1).to(x)
+    gray = (x * _LUMA.view(1, 3, 1, 1).to(x)).sum(1, keepdim=True)
+    x = gray + (x - gray) * v(saturation)
+    mean = gray.mean((2, 3), keepdim=True)
+    x = mean + (x - mean) * v(contrast) + v(brightness)
+    return x.clamp(0, 1) ** v(gamma)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-image isotropic blur; sigma (B,) in pixels, 0 = none. x: (B, C, H, W)."""
+    radius = max(1, int(math.ceil(2.5 * float(sigma.max()))))
+    r = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    s = sigma.to(x).clamp(min=1e-3).view(-1, 1)
+    k = torch.exp(-0.5 * (r.view(1, -1) / s) ** 2)
+    k = k / k.sum(1, keepdim=True)  # (B, K)
+    b, c, h, w = x.shape
+    xr = x.reshape(1, b * c, h, w)
+    kx = k.repeat_interleave(c, 0).view(b * c, 1, 1, -1)
+    xr = F.conv2d(F.pad(xr, (radius, radius, 0, 0), mode="replicate"), kx, groups=b * c)
+    xr = F.conv2d(F.pad(xr, (0, 0, radius, radius), mode="replicate"), kx.transpose(2, 3), groups=b * c)
+    return xr.view(b, c, h, w)
+
+
+def _dct_matrix(n: int = 8) -> torch.Tensor:
+    i = torch.arange(n, dtype=torch.float32)
+    m = torch.cos((2 * i.view(1, -1) + 1) * i.view(-1, 1) * math.pi / (2 * n)) * math.sqrt(2 / n)
+    m[0] /= math.sqrt(2)
+    return m
+
+
+_DCT = _dct_matrix()
+# the JPEG standard's luminance / chrominance quantisation tables (quality 50)
+_Q_LUMA = torch.tensor(
+    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+     18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
+    dtype=torch.float32,
+).view(8, 8)  # fmt: skip
+_Q_CHROMA = torch.full((8, 8), 99.0)
+_Q_CHROMA[:4, :4] = torch.tensor(
+    [[17, 18, 24, 47], [18, 21, 26, 66], [24, 26, 56, 99], [47, 66, 99, 99]], dtype=torch.float32
+)
+
+
+def _quality_scale(quality: torch.Tensor) -> torch.Tensor:
+    q = quality.clamp(1, 100)
+    return torch.where(q < 50, 5000 / q, 200 - 2 * q) / 100
+
+
+def jpeg_simulate(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """Differentiable-free JPEG round trip in torch: YCbCr, 4:2:0 chroma, 8x8 DCT quantised with the standard
+    tables scaled by ``quality`` (B,), inverse. x: (B, 3, H, W) in [0, 1]; H, W padded to multiples of 16."""
+    b, _, h, w = x.shape
+    ph, pw = (-h) % 16, (-w) % 16
+    y = F.pad(x, (0, pw, 0, ph), mode="replicate") * 255
+    r, g, bl = y[:, 0:1], y[:, 1:2], y[:, 2:3]
+    luma = 0.299 * r + 0.587 * g + 0.114 * bl
+    cb = -0.168736 * r - 0.331264 * g + 0.5 * bl
+    cr = 0.5 * r - 0.418688 * g - 0.081312 * bl
+    scale = _quality_scale(quality.to(x)).view(-1, 1, 1, 1, 1, 1)
+    dct = _DCT.to(x)
+
+    def roundtrip(c: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        bb, _, hh, ww = c.shape
+        blocks = c.view(bb, hh // 8, 8, ww // 8, 8).permute(0, 1, 3, 2, 4)  # (B, hb, wb, 8, 8)
+        coef = dct @ blocks @ dct.T
+        q = (table.to(x) * scale.view(-1, 1, 1, 1, 1)).clamp(min=1)
+        coef = torch.round(coef / q) * q
+        out = dct.T @ coef @ dct
+        return out.permute(0, 1, 3, 2, 4).reshape(bb, 1, hh, ww)
+
+    luma = roundtrip(luma - 128, _Q_LUMA) + 128
+    cb = F.interpolate(roundtrip(F.avg_pool2d(cb, 2), _Q_CHROMA), scale_factor=2, mode="nearest")
+    cr = F.interpolate(roundtrip(F.avg_pool2d(cr, 2), _Q_CHROMA), scale_factor=2, mode="nearest")
+    rgb = torch.cat([luma + 1.402 * cr, luma - 0.344136 * cb - 0.714136 * cr, luma + 1.772 * cb], 1) / 255
+    return rgb[..., :h, :w].clamp(0, 1)
+
+
+# --------------------------------------------------------------------------------------------- pipeline
+def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=g)
+
+
+@dataclass
+class AugmentConfig:
+    """Strengths of the training augmentation; the defaults mimic two shots of a cheap static camera."""
+
+    size: int = 96  # output (training) resolution
+    min_crop_scale: float = 0.6  # crop area fraction: zoom in up to ~1.3x
+    flip_p: float = 0.5
+    bg_shift_px: float = 1.5  # misalignment between the two shots, in output pixels
+    brightness: float = 0.15  # shared camera jitter
+    contrast: float = 0.25
+    saturation: float = 0.3
+    gamma: float = 0.25
+    white_balance: float = 0.08
+    shot_exposure: float = 0.08  # per-shot differences (light changes between the shots)
+    shot_white_balance: float = 0.03
+    noise_std: float = 0.025  # max per-shot Gaussian noise
+    blur_p: float = 0.3
+    blur_sigma: float = 1.0
+    jpeg_p: float = 0.7
+    jpeg_quality: tuple[int, int] = (35, 95)
+
+
+class BatchAugment(torch.nn.Module):
+    """Applies geometry and photometry to a batch dict in place of the stored-resolution one.
+
+    ``forward(batch, generator)`` -> batch at ``cfg.size``; every draw comes from ``generator`` (seed it from
+    (seed, step) for reproducible runs).
+    """
+
+    def __init__(self, cfg: AugmentConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or AugmentConfig()
+
+    @torch.no_grad()
+    def forward(self, batch: dict, generator: torch.Generator) -> dict:
+        c, g = self.cfg, generator
+        b = batch[schema.COMPOSITE].shape[0]
+        dev = batch[schema.COMPOSITE].device
+        theta = random_crop_theta(b, g, c.min_crop_scale, flip_p=c.flip_p, device=dev)
+        shift = (
+            (torch.rand(b, 2, generator=g) * 2 - 1)
+            * c.bg_shift_px
+            * (batch[schema.COMPOSITE].shape[-1] / c.size)
+        )
+        out = geometric(batch, theta, (c.size, c.size), shift)
+        shared = dict(
+            brightness=_uniform(b, -c.brightness, c.brightness, g),
+            contrast=_uniform(b, 1 - c.contrast, 1 + c.contrast, g),
+            saturation=_uniform(b, 1 - c.saturation, 1 + c.saturation, g),
+            gamma=torch.exp(_uniform(b, -c.gamma, c.gamma, g)),
+        )
+        wb = 1 + (torch.rand(b, 3, generator=g) * 2 - 1) * c.white_balance
+        for key in (schema.BACKGROUND, schema.COMPOSITE):
+            shot = (1 + _uniform(b, -c.shot_exposure, c.shot_exposure, g)).view(-1, 1)
+            shot_wb = 1 + (torch.rand(b, 3, generator=g) * 2 - 1) * c.shot_white_balance
+            x = adjust(out[key], gains=wb * shot * shot_wb, **shared)
+            sigma = torch.where(torch.rand(b, generator=g) < c.blur_p, _uniform(b, 0.3, c.blur_sigma, g), 0.0)
+            if float(sigma.max()) > 0:
+                x = torch.where((sigma > 0).view(-1, 1, 1, 1).to(dev), gaussian_blur(x, sigma.to(dev)), x)
+            noise = torch.randn(x.shape, generator=g) * _uniform(b, 0, c.noise_std, g).view(-1, 1, 1, 1)
+            x = (x + noise.to(x)).clamp(0, 1)
+            quality = _uniform(b, *c.jpeg_quality, g)
+            use_jpeg = torch.rand(b, generator=g) < c.jpeg_p
+            if bool(use_jpeg.any()):
+                x = torch.where(use_jpeg.view(-1, 1, 1, 1).to(dev), jpeg_simulate(x, quality.to(dev)), x)
+            out[key] = x
+        return out
+
+
+def resize_batch(batch: dict, size: int) -> dict:
+    """Evaluation-time resize of a batch to the model's input size (no randomness): images area/bilinear, mask and
+    depth nearest."""
+    out = dict(batch)
+    h, w = batch[schema.COMPOSITE].shape[-2:]
+    if (h, w) == (size, size):
+        return out
+    for key in (schema.BACKGROUND, schema.COMPOSITE):
+        out[key] = F.interpolate(batch[key], size=(size, size), mode="area" if h > size else "bilinear")
+    for key in (schema.MASK, schema.DEPTH, schema.DEPTH_VALID):
+        out[key] = F.interpolate(batch[key], size=(size, size), mode="nearest")
+    return out

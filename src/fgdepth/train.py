@@ -1,0 +1,460 @@
+"""Training with Lightning: a DataModule over shards / folders / on-the-fly composition / an in-memory cache,
+a LightningModule that owns loss, metrics, augmentation and optimiser, and ``fit(cfg) -> metrics``.
+
+The plain ``DualUNet`` lives apart (``fgdepth.model``); checkpoints carry its config, so ``fgdepth.load_model``
+rebuilds it from a ``.ckpt`` alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from fgdepth.config import to_dict
+from fgdepth.data import schema
+from fgdepth.data.augment import AugmentConfig, BatchAugment, resize_batch
+from fgdepth.data.reader import (
+    FolderDataset,
+    OnTheFlyDataset,
+    ShardDataset,
+    collate,
+    depth_scale_of,
+    read_manifest,
+)
+
+
+@dataclass
+class TrainConfig:
+    """``fgdepth train``: defaults train the ``tiny`` preset on 2 CPU cores."""
+
+    data: str = ""
+    out: str = "runs/fgdepth"
+    model: str = "tiny"  # preset name (fgdepth.model.registry)
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    source: str = "auto"  # auto | memory | shards | folders | on-the-fly
+    size: int = 96  # training resolution (square); the reference used 192
+    cache_size: int = 128  # memory source: samples are decoded once and stored at this size
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    max_epochs: int = 1000
+    max_steps: int = -1
+    max_minutes: float | None = 6.0  # time budget; the best checkpoint so far is kept
+    val_every_steps: int = 200
+    val_samples: int = 512  # validation uses at most this many held-out samples
+    precision: str = "auto"  # auto: bf16-mixed on CPU and GPUs that support it, else 16-mixed / 32
+    channels_last: bool = True
+    grad_clip: float = 1.0
+    weighting: str = "fixed"  # fixed | uncertainty
+    depth_weight: float = 1.0
+    augment: bool = True
+    augment_config: dict[str, Any] = field(default_factory=dict)
+    num_workers: int = 0
+    devices: int | str = 1
+    accelerator: str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    seed: int = 0
+    resume: str | None = None  # a .ckpt, or "last" for <out>/checkpoints/last.ckpt
+    train_selection: str = "train"
+    val_selection: str = "val"
+    test_selection: str = "test"
+    compile: bool = False
+    log_every_steps: int = 20
+
+
+# ----------------------------------------------------------------------------------------------- data
+class MemoryDataset(Dataset):
+    """A selection decoded once and held as uint8 / float16 tensors at ``cache_size``: on 2 CPU cores decoding
+    JPEG/PNG every step costs more than the tiny model's training step."""
+
+    def __init__(self, source: Dataset, cache_size: int, limit: int | None = None):
+        from fgdepth.data.augment import resize_batch
+
+        items = []
+        n = len(source) if limit is None else min(limit, len(source))
+        iterator = iter(source) if isinstance(source, IterableDataset) else (source[i] for i in range(n))
+        for i, sample in enumerate(iterator):
+            if i >= n:
+                break
+            small = resize_batch(collate([sample]), cache_size)
+            items.append(small)
+        batch = {k: torch.cat([it[k] for it in items]) for k in schema.BATCH_KEYS}
+        self.background = (batch[schema.BACKGROUND] * 255).round().to(torch.uint8)
+        self.composite = (batch[schema.COMPOSITE] * 255).round().to(torch.uint8)
+        self.mask = batch[schema.MASK].to(torch.uint8)
+        self.depth = batch[schema.DEPTH].to(torch.float32)
+        self.keys = [k for it in items for k in it[schema.KEY]]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i: int) -> dict:
+        depth = self.depth[i]
+        return {
+            schema.BACKGROUND: self.background[i].float() / 255,
+            schema.COMPOSITE: self.composite[i].float() / 255,
+            schema.MASK: self.mask[i].float(),
+            schema.DEPTH: depth,
+            schema.DEPTH_VALID: (depth > 0).float(),
+            schema.KEY: self.keys[i],
+        }
+
+
+def _source_dataset(cfg: TrainConfig, selection: str, train: bool) -> Dataset:
+    root = Path(cfg.data)
+    manifest = read_manifest(root) if (root / schema.MANIFEST_NAME).is_file() else None
+    source = cfg.source
+    if source == "auto":
+        small = manifest is not None and manifest["counts"]["samples"] <= 60_000
+        source = (
+            "memory"
+            if small
+            else ("shards" if manifest and manifest["format"] == "webdataset" else "folders")
+        )
+    if source == "on-the-fly":
+        return OnTheFlyDataset(root, selection)
+    if manifest is not None and manifest["format"] == "webdataset":
+        base: Dataset = ShardDataset(root, selection, shuffle=train and source == "shards", seed=cfg.seed)
+    else:
+        base = FolderDataset(root, selection)
+    if source == "memory":
+        return MemoryDataset(base, cfg.cache_size)
+    return base
+
+
+class FgDataModule:
+    """Train / val / test datasets and loaders (a plain class: Lightning accepts any object with *_dataloader)."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        root = Path(cfg.data)
+        self.manifest = read_manifest(root) if (root / schema.MANIFEST_NAME).is_file() else None
+        self._sets: dict[str, Dataset] = {}
+
+    @property
+    def depth_kind(self) -> str:
+        depth = (self.manifest or {}).get("depth")
+        return depth["kind"] if depth else "none"
+
+    def dataset(self, stage: str) -> Dataset:
+        if stage not in self._sets:
+            sel = {
+                "train": self.cfg.train_selection,
+                "val": self.cfg.val_selection,
+                "test": self.cfg.test_selection,
+            }
+            ds = _source_dataset(self.cfg, sel[stage], train=stage == "train")
+            if stage == "val" and len(ds) > self.cfg.val_samples and not isinstance(ds, IterableDataset):
+                idx = np.random.default_rng(self.cfg.seed).choice(
+                    len(ds), self.cfg.val_samples, replace=False
+                )
+                ds = torch.utils.data.Subset(ds, sorted(idx.tolist()))
+            if len(ds) == 0:
+                raise ValueError(f"{self.cfg.data}: the {stage} selection {sel[stage]!r} has no samples")
+            self._sets[stage] = ds
+        return self._sets[stage]
+
+    def _loader(self, stage: str) -> DataLoader:
+        ds = self.dataset(stage)
+        iterable = isinstance(ds, IterableDataset)
+        return DataLoader(
+            ds,
+            batch_size=self.cfg.batch_size,
+            shuffle=stage == "train" and not iterable,
+            drop_last=stage == "train",
+            num_workers=self.cfg.num_workers,
+            collate_fn=collate,
+            persistent_workers=self.cfg.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+
+# ---------------------------------------------------------------------------------------------- module
+def _lightning():
+    import lightning.pytorch as pl
+
+    return pl
+
+
+def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
+    """The LightningModule (built lazily so importing fgdepth.train does not import Lightning)."""
+    pl = _lightning()
+    from fgdepth import metrics as M
+    from fgdepth.losses import MultiTaskLoss
+    from fgdepth.model.dual_unet import DualUNet, DualUNetConfig
+
+    class FgDepthModule(pl.LightningModule):
+        def __init__(self, model_config: dict, train_config: dict, depth_kind: str):
+            super().__init__()
+            self.save_hyperparameters()
+            self.model = DualUNet(DualUNetConfig.from_dict(model_config))
+            self.tc = train_config
+            kind = "relative" if depth_kind == "relative" else "metric"
+            self.loss_fn = MultiTaskLoss(
+                weighting=train_config["weighting"],
+                depth_kind=kind,
+                depth_weight=train_config["depth_weight"] if depth_kind != "none" else 0.0,
+            )
+            self.depth_kind = depth_kind
+            self.augment = BatchAugment(
+                AugmentConfig(size=train_config["size"], **train_config["augment_config"])
+            )
+            self._val = M.MetricAccumulator()
+
+        def forward(self, background: torch.Tensor, composite: torch.Tensor) -> dict:
+            return self.model(background, composite)
+
+        def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+            size = self.tc["size"]
+            if self.trainer.training and self.tc["augment"]:
+                g = torch.Generator().manual_seed(
+                    self.tc["seed"] * 1_000_003 + self.global_step * 7 + self.global_rank
+                )
+                batch = self.augment(batch, g)
+            else:
+                batch = resize_batch(batch, size)
+            if self.tc["channels_last"]:
+                for k in (schema.BACKGROUND, schema.COMPOSITE):
+                    batch[k] = batch[k].contiguous(memory_format=torch.channels_last)
+            return batch
+
+        def model_step(self, batch: dict) -> tuple[dict, dict]:
+            out = self.model(batch[schema.BACKGROUND], batch[schema.COMPOSITE])
+            return out, self.loss_fn(out, batch)
+
+        def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+            _, losses = self.model_step(batch)
+            bs = batch[schema.COMPOSITE].shape[0]
+            self.log("train/loss", losses["loss"], prog_bar=True, batch_size=bs)
+            for k in ("mask_bce", "mask_dice", "depth_l1", "depth_grad", "depth_ssim"):
+                self.log(f"train/{k}", losses[k], batch_size=bs)
+            return losses["loss"]
+
+        def _eval_step(self, batch: dict, prefix: str) -> None:
+            out, losses = self.model_step(batch)
+            self.log(
+                f"{prefix}/loss", losses["loss"], batch_size=batch[schema.COMPOSITE].shape[0], sync_dist=True
+            )
+            pred_mask, pred_depth = upsample_outputs(out, batch[schema.MASK].shape[-2:])
+            align = "lstsq" if self.depth_kind == "relative" else "none"
+            for i in range(pred_mask.shape[0]):
+                m = M.mask_metrics(
+                    pred_mask[i, 0].cpu().numpy(), batch[schema.MASK][i, 0].cpu().numpy() > 0.5
+                )
+                if self.depth_kind != "none" and batch[schema.DEPTH_VALID][i].sum() > 0:
+                    m.update(
+                        M.depth_metrics(
+                            pred_depth[i, 0].float().cpu().numpy(),
+                            batch[schema.DEPTH][i, 0].cpu().numpy(),
+                            align=align,
+                            with_ssim=False,
+                        )
+                    )
+                self._val.update(m)
+
+        def validation_step(self, batch: dict, batch_idx: int) -> None:
+            self._eval_step(batch, "val")
+
+        def test_step(self, batch: dict, batch_idx: int) -> None:
+            self._eval_step(batch, "test")
+
+        def _log_epoch(self, prefix: str) -> None:
+            res = self._val.compute()
+            self._val.reset()
+            for k in ("mask_iou", "mask_f1", "depth_abs_rel", "depth_rmse", "depth_delta1"):
+                if k in res and not math.isnan(res[k]):
+                    self.log(f"{prefix}/{k}", float(res[k]), prog_bar=k == "mask_iou", sync_dist=True)
+
+        def on_validation_epoch_end(self) -> None:
+            self._log_epoch("val")
+
+        def on_test_epoch_end(self) -> None:
+            self._log_epoch("test")
+
+        def configure_optimizers(self):
+            params = list(self.model.parameters()) + list(self.loss_fn.parameters())
+            opt = torch.optim.AdamW(params, lr=self.tc["lr"], weight_decay=self.tc["weight_decay"])
+            total = self.trainer.estimated_stepping_batches
+            if not math.isfinite(total) or total <= 0 or total > 10**7:
+                total = self.tc.get("planned_steps") or 10_000
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=self.tc["lr"], total_steps=int(total) + 1, pct_start=0.15, anneal_strategy="cos"
+            )
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    return FgDepthModule(model_config, to_dict_any(cfg), depth_kind)
+
+
+def to_dict_any(cfg: TrainConfig) -> dict:
+    return to_dict(cfg)
+
+
+def upsample_outputs(out: dict, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predictions at the target's size: mask (B, 1, H, W) bool from bilinear logits, depth (B, 1, H, W)."""
+    import torch.nn.functional as F
+
+    logits = F.interpolate(
+        out[schema.MASK_LOGITS].float(), size=tuple(size), mode="bilinear", align_corners=False
+    )
+    depth = F.interpolate(
+        out[schema.DEPTH_PRED].float(), size=tuple(size), mode="bilinear", align_corners=False
+    )
+    return logits > 0, depth
+
+
+# ------------------------------------------------------------------------------------------------- fit
+def _precision(cfg: TrainConfig) -> str:
+    if cfg.precision != "auto":
+        return cfg.precision
+    if torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda"):
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed"
+
+
+def _steps_for_budget(cfg: TrainConfig, module, dm: FgDataModule) -> int | None:
+    """With a time budget and no step limit, time a few steps and plan the LR schedule to end with the budget."""
+    if cfg.max_minutes is None or cfg.max_steps > 0:
+        return None
+    loader = dm.train_dataloader()
+    batch = next(iter(loader))
+    model = module.model
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: timing only, the weights do not move
+    aug = module.augment
+    times = []
+    for i in range(4):
+        t0 = time.perf_counter()
+        b = aug(batch, torch.Generator().manual_seed(i))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=_precision(cfg) == "bf16-mixed"):
+            out = model(b[schema.BACKGROUND], b[schema.COMPOSITE])
+            loss = module.loss_fn(out, b)["loss"]
+        loss.backward()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t0)
+    per_step = sorted(times[1:])[len(times[1:]) // 2]
+    val_cost = 1.10  # validation every val_every_steps and logging overhead
+    return max(10, int(cfg.max_minutes * 60 / (per_step * val_cost)))
+
+
+def fit(cfg: TrainConfig) -> dict[str, float]:
+    """Train, validate on the held-out split, test the best checkpoint; return the test metrics.
+
+    Writes ``<out>/checkpoints/{best,last}.ckpt``, ``<out>/model.safetensors``, CSV + TensorBoard logs and
+    ``<out>/metrics.json``.
+    """
+    pl = _lightning()
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from fgdepth.model.checkpoint import save_model
+    from fgdepth.model.registry import create_model
+
+    pl.seed_everything(cfg.seed, workers=True)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dm = FgDataModule(cfg)
+    overrides = dict(cfg.model_overrides)
+    if dm.manifest is not None:
+        st = dm.manifest["stats"]
+        overrides.setdefault("input_mean", tuple(st["composite_mean"]))
+        overrides.setdefault("input_std", tuple(max(s, 1e-3) for s in st["composite_std"]))
+        depth = dm.manifest.get("depth")
+        if depth and depth["kind"] == "metric" and depth.get("mean"):
+            overrides.setdefault("init_depth", float(depth["mean"]))
+    model_config = create_model(cfg.model, **overrides).config.to_dict()
+    module = make_module(cfg, model_config, dm.depth_kind)
+    if cfg.channels_last:
+        module.model.to(memory_format=torch.channels_last)
+    ckpt_path = _resume_path(cfg, out)
+    if ckpt_path is None:
+        planned = _steps_for_budget(cfg, module, dm)
+    else:  # the schedule planned by the first run
+        saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        planned = saved["hyper_parameters"]["train_config"].get("planned_steps")
+    if planned:
+        module.tc["planned_steps"] = planned
+        module.hparams["train_config"]["planned_steps"] = planned
+    max_steps = cfg.max_steps if cfg.max_steps > 0 else (planned or -1)
+    best = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best", monitor="val/mask_iou", mode="max", save_last=True
+    )
+    n_train = len(dm.dataset("train"))
+    steps_per_epoch = max(1, n_train // cfg.batch_size)
+    trainer = pl.Trainer(
+        default_root_dir=str(out),
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
+        precision=_precision(cfg),
+        max_epochs=cfg.max_epochs,
+        max_steps=max_steps,
+        max_time={"minutes": cfg.max_minutes * 1.05} if cfg.max_minutes else None,
+        gradient_clip_val=cfg.grad_clip or None,
+        val_check_interval=min(cfg.val_every_steps, steps_per_epoch),
+        check_val_every_n_epoch=None if cfg.val_every_steps < steps_per_epoch else 1,
+        log_every_n_steps=cfg.log_every_steps,
+        callbacks=[best, LearningRateMonitor("step")],
+        logger=[
+            CSVLogger(str(out), name="logs", version=""),
+            TensorBoardLogger(str(out), name="tb", version=""),
+        ],
+        num_sanity_val_steps=0,
+        deterministic=False,
+        enable_model_summary=False,
+    )
+    t0 = time.time()
+    trainer.fit(
+        module,
+        train_dataloaders=dm.train_dataloader(),
+        val_dataloaders=dm.val_dataloader(),
+        ckpt_path=ckpt_path,
+    )
+    train_seconds = time.time() - t0
+    best_path = best.best_model_path or best.last_model_path
+    results = trainer.test(
+        module, dataloaders=dm.test_dataloader(), ckpt_path=best_path or None, verbose=False
+    )
+    metrics = {k.split("/", 1)[1]: float(v) for k, v in (results[0] if results else {}).items()}
+    if trainer.is_global_zero:
+        save_model(module.model, out / "model.safetensors")
+        summary = {
+            "test": metrics,
+            "test_selection": cfg.test_selection,
+            "train_seconds": round(train_seconds, 1),
+            "global_step": trainer.global_step,
+            "best_checkpoint": str(best_path),
+            "train_samples": n_train,
+            "config": to_dict(cfg),
+        }
+        (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    return metrics
+
+
+def _resume_path(cfg: TrainConfig, out: Path) -> str | None:
+    if cfg.resume is None:
+        return None
+    path = out / "checkpoints" / "last.ckpt" if cfg.resume == "last" else Path(cfg.resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint to resume from")
+    return str(path)
+
+
+__all__ = ["TrainConfig", "FgDataModule", "MemoryDataset", "fit", "make_module", "depth_scale_of"]
