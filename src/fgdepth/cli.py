@@ -242,6 +242,128 @@ def train_cmd(
     typer.echo(f"run: {out}")
 
 
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", "-c", help="Checkpoint (.ckpt/.safetensors)."
+    ),
+    data: Path = typer.Option(..., "--data", "-d", help="Dataset directory, or any reference-layout folder."),
+    selection: str = typer.Option(
+        "test", help="Split selection of an fgdepth dataset (foreign folders: all)."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON."),
+    csv_out: Path | None = typer.Option(None, "--csv", help="Write one CSV row per sample."),
+    align: str = typer.Option("auto", help="Depth alignment: auto | none | median | lstsq."),
+    limit: int | None = typer.Option(None, help="Only the first N samples."),
+    size: int | None = typer.Option(None, help="Model input size (default: the training size)."),
+    batch_size: int = typer.Option(16, help="Batch size."),
+    onnx: Path | None = typer.Option(None, "--onnx", help="Evaluate an exported ONNX model instead."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda (PyTorch only)."),
+) -> None:
+    """Evaluate a model against the classical baseline: prints a table, writes JSON / CSV."""
+    from fgdepth.evaluate import evaluate, table_lines, write_csv, write_json
+
+    if (checkpoint is None) == (onnx is None):
+        _fail("give exactly one of --checkpoint or --onnx")
+    try:
+        result = evaluate(
+            checkpoint, data, selection=selection, align=align, batch_size=batch_size, size=size,
+            limit=limit, per_sample=csv_out is not None, onnx=onnx, device=_device(device),
+        )  # fmt: skip
+    except (FileNotFoundError, ValueError, ImportError) as err:
+        _fail(str(err))
+    for line in table_lines(result):
+        typer.echo(line)
+    if csv_out is not None:
+        typer.echo(f"wrote {write_csv(result.pop('per_sample'), csv_out)}")
+    if json_out is not None:
+        typer.echo(f"wrote {write_json(result, json_out)}")
+
+
+@app.command("predict")
+def predict_cmd(
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", "-c", help="Checkpoint (.ckpt/.safetensors)."
+    ),
+    background: Path = typer.Option(
+        ..., "--background", "-b", help="The empty scene (resized to each input)."
+    ),
+    image: Path | None = typer.Option(None, "--image", help="One image with people."),
+    images: Path | None = typer.Option(None, "--images", help="A folder of images."),
+    video: Path | None = typer.Option(None, "--video", help="A static-camera video (every frame)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    onnx: Path | None = typer.Option(
+        None, "--onnx", help="Run an exported ONNX model (onnxruntime) instead."
+    ),
+    size: int | None = typer.Option(None, help="Model input size, short side (default: the training size)."),
+    batch_size: int = typer.Option(8, help="Batch size."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda (PyTorch only)."),
+) -> None:
+    """Masks (0/255 PNG), depth (uint16 mm PNG), colour depth and overlays for images or a video."""
+    from fgdepth.predict import predict
+
+    if (checkpoint is None) == (onnx is None):
+        _fail("give exactly one of --checkpoint or --onnx")
+    if sum(x is not None for x in (image, images, video)) != 1:
+        _fail("give exactly one of --image, --images or --video")
+    try:
+        summary = predict(
+            background, out, checkpoint=checkpoint, onnx=onnx, image=image, images=images, video=video,
+            size=size, batch_size=batch_size, device=_device(device),
+        )  # fmt: skip
+    except (FileNotFoundError, ValueError, OSError, ImportError) as err:
+        _fail(str(err))
+    outputs = summary["outputs"]
+    frames = sum(o.get("frames", 1) for o in outputs)
+    typer.echo(f"predicted {frames} image(s) at model size {summary['size']}; wrote {out}")
+
+
+@app.command("report")
+def report_cmd(
+    run: Path = typer.Argument(..., help="Training run directory."),
+    data: Path | None = typer.Option(
+        None, "--data", "-d", help="Dataset (default: the run's, test selection)."
+    ),
+    n: int = typer.Option(4, help="Samples per grid (good, median, worst)."),
+    limit: int | None = typer.Option(None, help="Only the first N samples."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+) -> None:
+    """Write RUN/report/report.html: metrics vs baseline, good / median / worst grids, curves, config."""
+    from fgdepth.report import make_report
+
+    try:
+        path = make_report(run, data=data, n=n, limit=limit, device=_device(device))
+    except (FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    typer.echo(f"wrote {path}")
+
+
+@app.command("export")
+def export_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Checkpoint (.ckpt/.safetensors)."),
+    out: Path = typer.Option(Path("model.onnx"), "--out", "-o", help="ONNX file to write."),
+    size: int = typer.Option(192, help="Export / check size (batch and size stay dynamic)."),
+    opset: int = typer.Option(17, help="ONNX opset."),
+) -> None:
+    """Export to ONNX (inputs background/composite, outputs mask_logits/depth), checked with onnxruntime."""
+    from fgdepth.export import export_onnx
+    from fgdepth.model.checkpoint import load_model
+
+    try:
+        report = export_onnx(load_model(checkpoint), out, size=size, opset=opset)
+    except (FileNotFoundError, ValueError, RuntimeError, ImportError) as err:
+        _fail(str(err), code=1)
+    typer.echo(f"max abs diff {report['max_abs_diff']:.2e} (onnxruntime vs PyTorch); wrote {out}")
+
+
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())
 

@@ -194,3 +194,108 @@ def write_report(
         parts += ["<h2>Run configuration</h2>", _extra_html(extra)]
     parts.append("</body></html>\n")
     return write_atomic(out / REPORT_NAME, "\n".join(parts).encode("utf-8"))
+
+
+# --- a training run's report -------------------------------------------------------------------------
+def _run_checkpoint(run: Path, summary: Mapping[str, Any]) -> Path:
+    """The run's best checkpoint (``checkpoints/best.ckpt``, else the recorded one, ``last.ckpt``, the
+    exported ``model.safetensors``)."""
+    candidates = [run / "checkpoints" / "best.ckpt"]
+    if summary.get("best_checkpoint"):
+        candidates.append(Path(summary["best_checkpoint"]))
+    candidates += [run / "checkpoints" / "last.ckpt", run / "model.safetensors"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"{run}: no checkpoint (looked for {', '.join(str(c) for c in candidates)})")
+
+
+def _grid_samples(
+    kept: Mapping[Hashable, Mapping[str, Any]], keys: Sequence[Hashable], rows: Mapping
+) -> list:
+    out = []
+    for k in keys:
+        s, r = kept[k], rows[k]
+        label = f"{k}\nIoU {r['mask_iou']:.3f}"
+        if not math.isnan(r.get("depth_abs_rel", math.nan)):
+            label += f"\nAbsRel {r['depth_abs_rel']:.3f}"
+        out.append({**s, "label": label})
+    return out
+
+
+def _tile_size(shape: tuple[int, ...], lo: int = 160, hi: int = 256) -> tuple[int, int]:
+    """Grid tile (h, w): the sample's aspect, its height clamped to [lo, hi] so small images stay legible."""
+    h, w = shape[:2]
+    th = min(max(h, lo), hi)
+    return th, max(1, round(w * th / h))
+
+
+def make_report(
+    run_dir: str | os.PathLike[str],
+    data: str | os.PathLike[str] | None = None,
+    n: int = 4,
+    batch_size: int = 16,
+    limit: int | None = None,
+    device: str = "cpu",
+) -> Path:
+    """Evaluate a training run's best checkpoint and write ``RUN/report/report.html``; return its path.
+
+    The data default to the run's dataset (``RUN/metrics.json`` ``config.data``) and its test selection; the
+    page shows the metrics against the baseline, picture grids of the ``n`` best, ``n`` median and ``n`` worst
+    samples by IoU, the training curves (``RUN/logs/metrics.csv``) and the run configuration.
+    """
+    from fgdepth.evaluate import dataset_info, evaluate_samples, iter_samples, resolve_align, summarize
+    from fgdepth.predict import Predictor
+    from fgdepth.viz import prediction_grid
+
+    run = Path(run_dir)
+    summary_path = run / "metrics.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    config = summary.get("config") or {}
+    data = data if data is not None else config.get("data")
+    if not data:
+        raise ValueError(f"{run}: no --data given and no config.data in {summary_path}")
+    checkpoint = _run_checkpoint(run, summary)
+    info = dataset_info(data)
+    selection = summary.get("test_selection") or config.get("test_selection") or "test"
+    selection = selection if info["fgdepth"] else "all"
+    align = resolve_align("auto", info["depth_kind"])
+    predictor = Predictor.load(checkpoint, batch_size=batch_size, device=device, default_size=info["size"])
+    rows, _ = evaluate_samples(predictor, iter_samples(data, selection, limit), align)
+    if not rows:
+        raise ValueError(f"{data}: the selection {selection!r} has no samples")
+    result = summarize(rows)
+    picks = select_good_median_worst([(r["key"], r["mask_iou"]) for r in rows], n)
+    wanted = {k for keys in picks.values() for k in keys}
+    _, kept = evaluate_samples(predictor, (s for s in iter_samples(data, selection, limit) if s["key"] in wanted),
+                               align, keep=wanted)  # fmt: skip
+    by_key = {r["key"]: r for r in rows}
+    grids = {
+        f"{name} ({len(keys)} by IoU)": prediction_grid(
+            _grid_samples(kept, keys, by_key), tile_size=_tile_size(kept[keys[0]]["mask"].shape)
+        )
+        for name, keys in picks.items()
+        if keys
+    }
+    extra = {
+        "run": str(run),
+        "checkpoint": str(checkpoint),
+        "data": str(data),
+        "selection": selection,
+        "depth_kind": info["depth_kind"],
+        "depth_align": align,
+        "model_input_size": predictor.size,
+        "num_depth_samples": result["num_depth_samples"],
+        **{k: summary[k] for k in ("train_seconds", "global_step", "train_samples") if k in summary},
+        "training_test_metrics": summary.get("test"),
+        "train_config": config or None,
+    }
+    return write_report(
+        run / "report",
+        title=f"fgdepth report: {run.name}",
+        metrics=result["all"],
+        baseline=result["baseline"],
+        grids=grids,
+        curves_csv=run / "logs" / "metrics.csv",
+        extra={k: v for k, v in extra.items() if v is not None},
+    )

@@ -73,26 +73,31 @@ class TrainConfig:
 
 # ----------------------------------------------------------------------------------------------- data
 class MemoryDataset(Dataset):
-    """A selection decoded once and held as uint8 / float16 tensors at ``cache_size``: on 2 CPU cores decoding
+    """A selection decoded once and held as uint8 / float32 tensors at ``cache_size``: on 2 CPU cores decoding
     JPEG/PNG every step costs more than the tiny model's training step."""
 
-    def __init__(self, source: Dataset, cache_size: int, limit: int | None = None):
-        from fgdepth.data.augment import resize_batch
+    def __init__(self, source: ShardDataset | FolderDataset, cache_size: int):
+        import cv2
 
-        items = []
-        n = len(source) if limit is None else min(limit, len(source))
-        iterator = iter(source) if isinstance(source, IterableDataset) else (source[i] for i in range(n))
-        for i, sample in enumerate(iterator):
-            if i >= n:
-                break
-            small = resize_batch(collate([sample]), cache_size)
-            items.append(small)
-        batch = {k: torch.cat([it[k] for it in items]) for k in schema.BATCH_KEYS}
-        self.background = (batch[schema.BACKGROUND] * 255).round().to(torch.uint8)
-        self.composite = (batch[schema.COMPOSITE] * 255).round().to(torch.uint8)
-        self.mask = batch[schema.MASK].to(torch.uint8)
-        self.depth = batch[schema.DEPTH].to(torch.float32)
-        self.keys = [k for it in items for k in it[schema.KEY]]
+        samples = source.iter_numpy() if isinstance(source, ShardDataset) else map(source.load_numpy, range(len(source)))
+        bgs, comps, masks, depths, keys = [], [], [], [], []
+        size = (cache_size, cache_size)
+        for s in samples:
+            h, w = s[schema.MASK].shape
+            interp = cv2.INTER_AREA if h > cache_size else cv2.INTER_LINEAR
+            bgs.append(cv2.resize(s[schema.BACKGROUND], size, interpolation=interp))
+            comps.append(cv2.resize(s[schema.COMPOSITE], size, interpolation=interp))
+            masks.append(cv2.resize(s[schema.MASK].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST))
+            d = s[schema.DEPTH]
+            depths.append(np.zeros(size, np.float32) if d is None else cv2.resize(d, size, interpolation=cv2.INTER_NEAREST))
+            keys.append(s[schema.KEY])
+        if not keys:
+            raise ValueError("no samples to cache")
+        self.background = torch.from_numpy(np.stack(bgs)).permute(0, 3, 1, 2).contiguous()
+        self.composite = torch.from_numpy(np.stack(comps)).permute(0, 3, 1, 2).contiguous()
+        self.mask = torch.from_numpy(np.stack(masks))[:, None]
+        self.depth = torch.from_numpy(np.stack(depths))[:, None]
+        self.keys = keys
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -123,7 +128,10 @@ def _source_dataset(cfg: TrainConfig, selection: str, train: bool) -> Dataset:
     if source == "on-the-fly":
         return OnTheFlyDataset(root, selection)
     if manifest is not None and manifest["format"] == "webdataset":
-        base: Dataset = ShardDataset(root, selection, shuffle=train and source == "shards", seed=cfg.seed)
+        # the memory cache holds the whole selection on every rank (a DistributedSampler splits it); streamed
+        # shards are split by rank and worker inside ShardDataset
+        whole = {"rank": 0, "world_size": 1} if source == "memory" else {}
+        base: Dataset = ShardDataset(root, selection, shuffle=train and source == "shards", seed=cfg.seed, **whole)
     else:
         base = FolderDataset(root, selection)
     if source == "memory":

@@ -176,7 +176,8 @@ class ShardDataset(IterableDataset):
         world = self.world_size if self.world_size is not None else world
         return split_for_rank_and_worker(shards, rank, world)
 
-    def _samples(self) -> Iterator[NumpySample]:
+    def iter_numpy(self) -> Iterator[NumpySample]:
+        """Every sample of this process's share, decoded, in shard order (no shuffling)."""
         backgrounds = _BackgroundCache(self.root)
         for shard in self.shards_for_this_process():
             for key, files in iter_tar(shard):
@@ -185,7 +186,7 @@ class ShardDataset(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         rng = random.Random(f"{self.seed}-{self.epoch}-{info.id if info else 0}")
-        samples = _shuffle_buffer(self._samples(), self.buffer_size, rng) if self.shuffle else self._samples()
+        samples = _shuffle_buffer(self.iter_numpy(), self.buffer_size, rng) if self.shuffle else self.iter_numpy()
         for s in samples:
             yield to_tensors(self.transform(s) if self.transform else s)
 

@@ -1,0 +1,359 @@
+"""Inference: a :class:`Predictor` that runs a checkpoint (PyTorch) or an exported model (onnxruntime) on image
+pairs of any size, and ``predict`` that writes masks, depth and pictures for images, folders and videos.
+
+Sizes: each (background, composite) pair is resized so that its short side is the model size ``size`` and its
+long side keeps the aspect ratio, rounded to a multiple of 32 (:func:`model_input_size`; the network is fully
+convolutional); the outputs are resized back to the input's own resolution (mask logits and depth bilinearly,
+then the mask is ``logits > 0``). A background whose size differs from an input image's is resized to that
+image's size (OpenCV area / linear): same camera, another resolution.
+
+Files written per input ``<stem>`` (``predict``): ``<stem>_mask.png`` (8-bit, 0/255, input resolution),
+``<stem>_depth.png`` (uint16, depth x 1000: millimetres for metric models, 0 = none), ``<stem>_depth_color.png``
+(turbo colour map) and ``<stem>_overlay.png`` (the mask in red over the input). A video gives the same pictures
+as folders ``frames/ masks/ depth/ depth_color/ overlay/`` (``<stem>_<nnnnnn>.png``) and an MP4 (mp4v) of
+overlay | depth colour side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fgdepth.data import codec, schema
+from fgdepth.viz import colorize_depth, overlay_mask, save_png, write_atomic
+
+DEFAULT_SIZE = 192  # the reference resolution, when neither the checkpoint nor the data says otherwise
+SIZE_MULTIPLE = 32  # the long side of a model input is a multiple of this (see model_input_size)
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+
+
+# --------------------------------------------------------------------------------------------- sizes
+def model_input_size(height: int, width: int, size: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
+    """(h, w) of the model input for an image of (height, width): the short side is ``size``, the long side
+    keeps the aspect ratio rounded to a multiple of ``multiple`` (and at least ``size``).
+
+    The rounding bounds the number of distinct input shapes (on CPU, oneDNN spends seconds preparing each new
+    shape) and aligns the long side with the encoder's stride; it distorts the aspect by at most
+    ``multiple / 2`` pixels. Square images map to (size, size), as in training.
+    """
+    short, long = min(height, width), max(height, width)
+    out_long = max(size, int(round(long * size / short / multiple)) * multiple)
+    return (size, out_long) if height <= width else (out_long, size)
+
+
+def checkpoint_train_size(checkpoint: str | Path) -> int | None:
+    """The training resolution recorded with a checkpoint: a Lightning ``.ckpt``'s ``train_config["size"]``,
+    or for a ``model.safetensors`` in a run folder, the run's ``metrics.json`` ``config.size``. None if unknown."""
+    path = Path(checkpoint)
+    if path.suffix == ".ckpt" and path.is_file():
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            size = ((saved.get("hyper_parameters") or {}).get("train_config") or {}).get("size")
+            return int(size) if size else None
+        except Exception:  # noqa: BLE001 - not a Lightning checkpoint: size unknown
+            return None
+    summary = path.parent / "metrics.json"
+    if summary.is_file():
+        size = (json.loads(summary.read_text()).get("config") or {}).get("size")
+        return int(size) if size else None
+    return None
+
+
+# --------------------------------------------------------------------------------------------- predictor
+def _to_batch(images: Sequence[np.ndarray], hw: tuple[int, int]) -> torch.Tensor:
+    """(H, W, 3) uint8 images (sizes may differ) -> (B, 3, h, w) float32 in [0, 1] at ``hw`` (area down,
+    bilinear up)."""
+    out = []
+    for image in images:
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255)
+        if tuple(x.shape[-2:]) != hw:
+            down = x.shape[-2] > hw[0]
+            x = F.interpolate(x, size=hw, mode="area") if down else F.interpolate(x, size=hw, mode="bilinear")
+        out.append(x)
+    return torch.cat(out)
+
+
+@dataclass
+class Predictor:
+    """Masks and depth for (background, composite) pairs from a DualUNet or an :class:`~fgdepth.export.OnnxRunner`.
+
+    ``predictor(backgrounds, composites)`` takes lists of (H, W, 3) uint8 RGB images (pair i shares one size;
+    pairs may differ) and returns one ``(mask (H, W) bool, depth (H, W) float32)`` per pair at the pair's own
+    resolution. Pairs with the same model input size are batched (``batch_size``). The caller places the
+    torch model on ``device``.
+    """
+
+    model: torch.nn.Module | None = None
+    onnx: object | None = None  # an OnnxRunner
+    size: int = DEFAULT_SIZE
+    batch_size: int = 16
+    device: str = "cpu"
+    name: str = field(default="model")
+
+    def __post_init__(self) -> None:
+        if (self.model is None) == (self.onnx is None):
+            raise ValueError("Predictor needs exactly one of model (PyTorch) or onnx (OnnxRunner)")
+        if self.model is not None:
+            self.model.eval()
+
+    @classmethod
+    def load(
+        cls,
+        checkpoint: str | Path | None = None,
+        onnx: str | Path | None = None,
+        size: int | None = None,
+        batch_size: int = 16,
+        device: str = "cpu",
+        default_size: int | None = None,
+    ) -> Predictor:
+        """From a checkpoint (``.safetensors`` / ``.pt`` / ``.ckpt``) or an ``.onnx`` file. ``size`` defaults to
+        the checkpoint's training size (:func:`checkpoint_train_size`), else ``default_size``, else 192."""
+        if (checkpoint is None) == (onnx is None):
+            raise ValueError("give exactly one of a checkpoint or an ONNX model")
+        if size is None:
+            size = (checkpoint_train_size(checkpoint) if checkpoint else None) or default_size or DEFAULT_SIZE
+        if onnx is not None:
+            from fgdepth.export import OnnxRunner
+
+            if not Path(onnx).is_file():
+                raise FileNotFoundError(f"no ONNX model at {onnx}")
+            return cls(onnx=OnnxRunner(onnx), size=size, batch_size=batch_size, name=str(onnx))
+        from fgdepth.model.checkpoint import load_model
+
+        model = load_model(checkpoint).to(device)
+        return cls(model=model, size=size, batch_size=batch_size, device=device, name=str(checkpoint))
+
+    def _run(self, bg: torch.Tensor, comp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw outputs (mask_logits, depth), (B, 1, h, w) float32 on the CPU."""
+        if self.onnx is not None:
+            out = self.onnx(bg.numpy(), comp.numpy())  # type: ignore[operator]
+            return torch.from_numpy(out[schema.MASK_LOGITS]), torch.from_numpy(out[schema.DEPTH_PRED])
+        with torch.inference_mode():
+            out = self.model(bg.to(self.device), comp.to(self.device))  # type: ignore[misc]
+        return out[schema.MASK_LOGITS].float().cpu(), out[schema.DEPTH_PRED].float().cpu()
+
+    def __call__(
+        self, backgrounds: Sequence[np.ndarray], composites: Sequence[np.ndarray]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        if len(backgrounds) != len(composites):
+            raise ValueError(f"{len(backgrounds)} backgrounds for {len(composites)} composites")
+        results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(composites)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (bg, comp) in enumerate(zip(backgrounds, composites, strict=True)):
+            if bg.shape != comp.shape or comp.ndim != 3 or comp.shape[2] != 3:
+                raise ValueError(
+                    f"pair {i}: background {bg.shape} and composite {comp.shape} must be one (H, W, 3)"
+                )
+            groups.setdefault(model_input_size(*comp.shape[:2], self.size), []).append(i)
+        for hw, idx in groups.items():
+            for start in range(0, len(idx), self.batch_size):
+                chunk = idx[start : start + self.batch_size]
+                logits, depth = self._run(
+                    _to_batch([backgrounds[i] for i in chunk], hw),
+                    _to_batch([composites[i] for i in chunk], hw),
+                )
+                for j, i in enumerate(chunk):
+                    h, w = composites[i].shape[:2]
+                    lg = F.interpolate(logits[j : j + 1], size=(h, w), mode="bilinear", align_corners=False)
+                    dp = F.interpolate(depth[j : j + 1], size=(h, w), mode="bilinear", align_corners=False)
+                    results[i] = ((lg[0, 0] > 0).numpy(), dp[0, 0].numpy().astype(np.float32))
+        return results  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------------------------------- files
+def read_rgb(path: str | Path) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB."""
+    return codec.decode_image(codec.read_bytes(path), str(path))
+
+
+def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The background at (height, width): unchanged if it already is, else resized (area down, linear up)."""
+    if background.shape[:2] == (height, width):
+        return background
+    shrink = background.shape[0] > height or background.shape[1] > width
+    return cv2.resize(
+        background, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    )
+
+
+def _depth_range(depths: Sequence[np.ndarray]) -> tuple[float, float]:
+    """(2nd, 98th) percentile of the positive values: a colour range robust to a few outliers."""
+    vals = np.concatenate([d[np.isfinite(d) & (d > 0)].ravel() for d in depths] or [np.zeros(0)])
+    if vals.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(vals, [2, 98]))
+    return (lo, hi) if hi > lo else (lo, lo + 1e-3)
+
+
+def pictures(
+    composite: np.ndarray, mask: np.ndarray, depth: np.ndarray, depth_range: tuple[float, float] | None = None
+) -> dict[str, np.ndarray]:
+    """The four outputs of one input: ``mask`` (H, W) uint8 0/255, ``depth`` (H, W) uint16 (x 1000, 0 = none),
+    ``depth_color`` and ``overlay`` (H, W, 3) uint8 RGB."""
+    lo, hi = depth_range or _depth_range([depth])
+    return {
+        "mask": mask.astype(np.uint8) * 255,
+        "depth": codec.depth_to_uint16(depth, schema.DEPTH_MM_PER_M),
+        "depth_color": colorize_depth(depth, lo, hi),
+        "overlay": overlay_mask(composite, mask),
+    }
+
+
+def _write_gray(path: Path, array: np.ndarray) -> None:
+    """8-bit or 16-bit single-channel PNG, atomically."""
+    ok, buf = cv2.imencode(".png", array)
+    if not ok:
+        raise OSError(f"could not encode PNG for {path}")
+    write_atomic(path, buf.tobytes())
+
+
+def write_pictures(out: Path, stem: str, pics: dict[str, np.ndarray], folders: bool = False) -> list[Path]:
+    """``out/<stem>_<kind>.png`` (or ``out/<kind-folder>/<stem>.png`` with ``folders``); returns the paths."""
+    paths = []
+    for kind, array in pics.items():
+        path = out / _FOLDERS[kind] / f"{stem}.png" if folders else out / f"{stem}_{kind}.png"
+        if array.ndim == 2:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_gray(path, array)
+        else:
+            save_png(path, array)
+        paths.append(path)
+    return paths
+
+
+_FOLDERS = {"mask": "masks", "depth": "depth", "depth_color": "depth_color", "overlay": "overlay"}
+
+
+def predict_images(
+    predictor: Predictor, background: np.ndarray, images: Sequence[Path], out: Path
+) -> list[dict[str, str]]:
+    """Predict every image file against ``background`` and write its four pictures under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    step = max(1, predictor.batch_size)
+    for start in range(0, len(images), step):
+        paths = images[start : start + step]
+        comps = [read_rgb(p) for p in paths]
+        bgs = [fit_background(background, *c.shape[:2]) for c in comps]
+        for path, comp, (mask, depth) in zip(paths, comps, predictor(bgs, comps), strict=True):
+            files = write_pictures(out, path.stem, pictures(comp, mask, depth))
+            written.append(
+                {"input": str(path), **{p.stem.removeprefix(path.stem + "_"): str(p) for p in files}}
+            )
+    return written
+
+
+def _video_frames(path: Path, batch: int) -> Iterator[list[np.ndarray]]:
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ValueError(f"{path}: OpenCV cannot open this video")
+    try:
+        chunk: list[np.ndarray] = []
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            chunk.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            if len(chunk) == batch:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+    finally:
+        cap.release()
+
+
+def predict_video(predictor: Predictor, background: np.ndarray, video: Path, out: Path) -> dict[str, object]:
+    """Every frame of a static-camera ``video`` against one ``background``: picture folders and an MP4 (mp4v) of
+    overlay | depth colour. The depth colour range is fixed by the first batch so colours do not flicker."""
+    cap = cv2.VideoCapture(str(video))
+    fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+    cap.release()
+    fps = fps if fps and math.isfinite(fps) and fps > 0 else 25.0
+    out.mkdir(parents=True, exist_ok=True)
+    mp4 = out / f"{video.stem}_overlay_depth.mp4"
+    writer, rng, n = None, None, 0
+    try:
+        for frames in _video_frames(video, max(1, predictor.batch_size)):
+            bg = fit_background(background, *frames[0].shape[:2])
+            preds = predictor([bg] * len(frames), frames)
+            rng = rng or _depth_range([d for _, d in preds])
+            for frame, (mask, depth) in zip(frames, preds, strict=True):
+                stem = f"{video.stem}_{n:06d}"
+                pics = pictures(frame, mask, depth, rng)
+                save_png(out / "frames" / f"{stem}.png", frame)
+                write_pictures(out, stem, pics, folders=True)
+                side = np.concatenate([pics["overlay"], pics["depth_color"]], axis=1)
+                if writer is None:
+                    h, w = side.shape[:2]
+                    writer = cv2.VideoWriter(str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                    if not writer.isOpened():
+                        raise OSError(f"OpenCV cannot write {mp4} with the mp4v codec")
+                writer.write(cv2.cvtColor(side, cv2.COLOR_RGB2BGR))
+                n += 1
+    finally:
+        if writer is not None:
+            writer.release()
+    if n == 0:
+        raise ValueError(f"{video}: no frame could be read")
+    return {"input": str(video), "frames": n, "fps": fps, "video": str(mp4), "folders": str(out)}
+
+
+def list_images(folder: Path, exclude: Path | None = None) -> list[Path]:
+    """Image files directly inside ``folder`` (sorted), without ``exclude`` (e.g. the background itself)."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a folder")
+    skip = exclude.resolve() if exclude is not None else None
+    return [
+        p
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.suffix.lower() in schema.IMAGE_SUFFIXES and p.resolve() != skip
+    ]
+
+
+def predict(
+    background: str | Path,
+    out: str | Path,
+    checkpoint: str | Path | None = None,
+    onnx: str | Path | None = None,
+    image: str | Path | None = None,
+    images: str | Path | None = None,
+    video: str | Path | None = None,
+    size: int | None = None,
+    batch_size: int = 8,
+    device: str = "cpu",
+) -> dict[str, object]:
+    """Predict one image, a folder of images or a video (exactly one of ``image`` / ``images`` / ``video``)
+    against the empty-scene ``background`` with a checkpoint or an ONNX model; write the outputs under ``out``.
+
+    Returns a summary ``{"model", "size", "outputs": [...]}`` (also written to ``out/predict.json``).
+    """
+    if sum(x is not None for x in (image, images, video)) != 1:
+        raise ValueError("give exactly one of image, images or video")
+    predictor = Predictor.load(checkpoint, onnx, size=size, batch_size=batch_size, device=device)
+    bg_path = Path(background)
+    if not bg_path.is_file():
+        raise FileNotFoundError(f"no background image at {bg_path}")
+    bg = read_rgb(bg_path)
+    out = Path(out)
+    if video is not None:
+        if not Path(video).is_file():
+            raise FileNotFoundError(f"no video at {video}")
+        outputs: list = [predict_video(predictor, bg, Path(video), out)]
+    else:
+        paths = [Path(image)] if image is not None else list_images(Path(images), exclude=bg_path)  # type: ignore[arg-type]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing or not paths:
+            raise FileNotFoundError(f"no input image at {', '.join(missing) or images}")
+        outputs = predict_images(predictor, bg, paths, out)
+    summary = {"model": predictor.name, "size": predictor.size, "outputs": outputs}
+    write_atomic(out / "predict.json", json.dumps(summary, indent=2).encode())
+    return summary

@@ -1,0 +1,167 @@
+"""fgdepth.evaluate: the pure scoring core with known answers, evaluate() on a reference-layout folder and a
+factory dataset, the ONNX path and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from eval_helpers import (
+    NO_DEPTH,
+    REF_SIZES,
+    cached_model_file,
+    cached_onnx_file,
+    scene,
+    write_reference_folder,
+)
+from fgdepth.cli import app
+from fgdepth.evaluate import evaluate, evaluate_predictions, resolve_align, score_sample
+from fgdepth.metrics import HEADLINE_KEYS
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_onednn() -> Iterator[None]:
+    """oneDNN spends ~1-3 s preparing each new input shape on this 2-core machine; the tests' tiny images run
+    faster without it (same maths)."""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    yield
+    torch.backends.mkldnn.enabled = before
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cached_model_file(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def ref_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_reference_folder(tmp_path_factory.mktemp("ref"))
+
+
+def _samples() -> list[dict]:
+    out = []
+    for i, (h, w) in enumerate(REF_SIZES):
+        bg, comp, mask, depth = scene(h, w, i)
+        out.append(
+            dict(
+                key=f"s{i}", background=bg, composite=comp, mask=mask, depth=None if i == NO_DEPTH else depth
+            )
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------------------ pure core
+def test_perfect_predictions() -> None:
+    samples = _samples()
+    res = evaluate_predictions([s["mask"] for s in samples], [s["depth"] for s in samples], samples)
+    assert set(HEADLINE_KEYS) <= set(res)
+    assert res["num_samples"] == 4 and res["num_depth_samples"] == 3
+    assert res["mask_iou"] == 1.0 and res["mask_f1"] == 1.0
+    assert res["depth_abs_rel"] == pytest.approx(0.0, abs=1e-7)
+    assert res["depth_rmse"] == pytest.approx(0.0, abs=1e-6)
+    assert res["depth_delta1"] == 1.0
+    assert res["all"]["depth_ssim"] == pytest.approx(1.0, abs=1e-6)
+    assert 0.5 < res["baseline_mask_iou"] <= 1.0  # a clean synthetic difference: the baseline does well
+    rows = res["per_sample"]
+    assert [r["key"] for r in rows] == ["s0", "s1", "s2", "s3"]
+    assert math.isnan(rows[NO_DEPTH]["depth_abs_rel"]) and not rows[NO_DEPTH]["has_depth"]
+
+
+def test_known_values_and_alignment() -> None:
+    _, _, mask, depth = scene(40, 40, 0)
+    sample = dict(
+        key="a", background=np.zeros((40, 40, 3), np.uint8), composite=np.zeros((40, 40, 3), np.uint8)
+    )
+    sample.update(mask=mask, depth=depth)
+    half = mask.copy()
+    rows_true = np.nonzero(mask.any(1))[0]
+    half[rows_true[len(rows_true) // 2] :] = False  # the top part of the true mask only
+    expected_iou = half.sum() / mask.sum()
+    row = score_sample(half, depth * 2, sample, align="none")
+    assert row["mask_iou"] == pytest.approx(expected_iou)
+    assert row["mask_precision"] == 1.0
+    assert row["depth_abs_rel"] == pytest.approx(1.0)  # |2t - t| / t
+    assert row["depth_delta1"] == 0.0
+    assert score_sample(half, depth * 2, sample, align="median")["depth_abs_rel"] == pytest.approx(
+        0.0, abs=1e-9
+    )
+    assert score_sample(half, depth * 2 + 1, sample, align="lstsq")["depth_abs_rel"] == pytest.approx(
+        0.0, abs=1e-6
+    )
+    # identical images: the baseline finds nothing, and scores 0 on a non-empty target
+    assert row["baseline_mask_iou"] == 0.0
+
+
+def test_resolve_align() -> None:
+    assert resolve_align("auto", "relative") == "lstsq"
+    assert resolve_align("auto", "metric") == "none"
+    assert resolve_align("median", "metric") == "median"
+    with pytest.raises(ValueError, match="valid"):
+        resolve_align("bogus", "metric")
+
+
+def test_mismatched_lengths() -> None:
+    with pytest.raises(ValueError):
+        evaluate_predictions([np.zeros((4, 4), bool)], [], [])
+
+
+# --------------------------------------------------------------------------------------------- running
+def test_evaluate_reference_folder(model_file: Path, ref_folder: Path) -> None:
+    res = evaluate(model_file, ref_folder, per_sample=True, size=64)
+    assert set(HEADLINE_KEYS) <= set(res)
+    assert res["num_samples"] == len(REF_SIZES) and res["num_depth_samples"] == len(REF_SIZES) - 1
+    assert res["selection"] == "all" and res["align"] == "none" and res["size"] == 64
+    assert 0.0 <= res["mask_iou"] <= 1.0 and res["depth_abs_rel"] >= 0
+    assert res["baseline_mask_iou"] > 0.5
+    sizes = {(r["height"], r["width"]) for r in res["per_sample"]}
+    assert sizes == set(REF_SIZES)  # scored at the ground truth's resolution
+    assert evaluate(model_file, ref_folder, limit=2, size=64)["num_samples"] == 2
+
+
+def test_evaluate_factory_dataset(model_file: Path, shard_dataset: Path) -> None:
+    res = evaluate(model_file, shard_dataset, selection="test", batch_size=4)
+    assert res["num_samples"] > 0 and res["selection"] == "test"
+    assert res["size"] == 48  # the dataset's size when the checkpoint records none
+    assert not math.isnan(res["depth_abs_rel"])
+    with pytest.raises(ValueError, match="valid"):
+        evaluate(model_file, shard_dataset, selection="nope")
+
+
+def test_evaluate_onnx_matches_torch(
+    model_file: Path, ref_folder: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    onnx_path = cached_onnx_file(tmp_path_factory)
+    a = evaluate(model_file, ref_folder, size=64, per_sample=True)
+    b = evaluate(None, ref_folder, size=64, per_sample=True, onnx=onnx_path)
+    assert b["mask_iou"] == pytest.approx(a["mask_iou"], abs=1e-3)
+    assert b["depth_abs_rel"] == pytest.approx(a["depth_abs_rel"], abs=1e-4)
+
+
+def test_cli_evaluate(model_file: Path, ref_folder: Path, tmp_path: Path) -> None:
+    out_json, out_csv = tmp_path / "r.json", tmp_path / "r.csv"
+    args = ["evaluate", "--checkpoint", str(model_file), "--data", str(ref_folder), "--size", "64"]
+    result = CliRunner().invoke(
+        app, [*args, "--json", str(out_json), "--csv", str(out_csv), "--align", "median"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "mask_iou" in result.output and "baseline" in result.output
+    data = json.loads(out_json.read_text())  # strict JSON (NaN written as null)
+    assert set(HEADLINE_KEYS) <= set(data) and data["num_samples"] == 4 and data["align"] == "median"
+    with open(out_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and rows[NO_DEPTH]["depth_abs_rel"] == ""
+    bad = CliRunner().invoke(
+        app, ["evaluate", "--checkpoint", str(tmp_path / "none.ckpt"), "--data", str(ref_folder)]
+    )
+    assert bad.exit_code == 2 and "no checkpoint" in bad.output

@@ -1,0 +1,151 @@
+"""fgdepth predict: files, sizes and dtypes for --image, --images and --video; the ONNX path; the Predictor."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from eval_helpers import cached_model_file, cached_onnx_file, scene
+from fgdepth.cli import app
+from fgdepth.predict import Predictor, model_input_size
+
+KINDS = ("mask", "depth", "depth_color", "overlay")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_onednn() -> Iterator[None]:
+    """oneDNN spends ~1-3 s preparing each new input shape on this 2-core machine; the tests' tiny images run
+    faster without it (same maths)."""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    yield
+    torch.backends.mkldnn.enabled = before
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cached_model_file(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """bg.png (60x80), a.jpg (60x80), b.png (45x60: the background is resized to it), clip.mp4 (5 frames)."""
+    root = tmp_path_factory.mktemp("in")
+    bg, comp, _, _ = scene(60, 80, 0)
+    cv2.imwrite(str(root / "bg.png"), bg[..., ::-1])
+    imgs = root / "imgs"
+    imgs.mkdir()
+    cv2.imwrite(str(imgs / "a.jpg"), comp[..., ::-1])
+    cv2.imwrite(str(imgs / "b.png"), cv2.resize(comp, (60, 45))[..., ::-1])
+    writer = cv2.VideoWriter(str(root / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (80, 60))
+    assert writer.isOpened()
+    for i in range(5):
+        writer.write(np.roll(comp, 3 * i, axis=1)[..., ::-1].copy())
+    writer.release()
+    return root
+
+
+def _read(path: Path) -> np.ndarray:
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert arr is not None, path
+    return arr
+
+
+def _check_outputs(out: Path, stem: str, hw: tuple[int, int]) -> None:
+    mask, depth = _read(out / f"{stem}_mask.png"), _read(out / f"{stem}_depth.png")
+    assert mask.dtype == np.uint8 and mask.shape == hw and set(np.unique(mask)) <= {0, 255}
+    assert depth.dtype == np.uint16 and depth.shape == hw and depth.max() > 0
+    for kind in ("depth_color", "overlay"):
+        assert _read(out / f"{stem}_{kind}.png").shape == (*hw, 3)
+
+
+def _run(args: list[str]) -> None:
+    result = CliRunner().invoke(app, ["predict", *args])
+    assert result.exit_code == 0, result.output
+
+
+def test_model_input_size() -> None:
+    assert model_input_size(96, 96, 96) == (96, 96)
+    assert model_input_size(60, 80, 96) == (96, 128)
+    assert model_input_size(200, 100, 50) == (96, 50)  # 100 rounded to a multiple of 32
+    assert model_input_size(480, 640, 192) == (192, 256)
+    assert model_input_size(100, 101, 64) == (64, 64)
+
+
+def test_predict_image(model_file: Path, inputs: Path, tmp_path: Path) -> None:
+    _run(["-c", str(model_file), "-b", str(inputs / "bg.png"), "--image", str(inputs / "imgs" / "a.jpg"),
+          "--out", str(tmp_path), "--size", "64"])  # fmt: skip
+    _check_outputs(tmp_path, "a", (60, 80))
+    summary = json.loads((tmp_path / "predict.json").read_text())
+    assert summary["size"] == 64 and len(summary["outputs"]) == 1
+
+
+def test_predict_images_resizes_background(model_file: Path, inputs: Path, tmp_path: Path) -> None:
+    _run(["-c", str(model_file), "-b", str(inputs / "bg.png"), "--images", str(inputs / "imgs"),
+          "--out", str(tmp_path), "--size", "64"])  # fmt: skip
+    _check_outputs(tmp_path, "a", (60, 80))
+    _check_outputs(tmp_path, "b", (45, 60))
+
+
+def test_predict_video(model_file: Path, inputs: Path, tmp_path: Path) -> None:
+    _run(["-c", str(model_file), "-b", str(inputs / "bg.png"), "--video", str(inputs / "clip.mp4"),
+          "--out", str(tmp_path), "--size", "64", "--batch-size", "2"])  # fmt: skip
+    for folder, suffix in (("frames", "png"), ("masks", "png"), ("depth", "png"), ("overlay", "png")):
+        files = sorted((tmp_path / folder).glob(f"*.{suffix}"))
+        assert [f.stem for f in files] == [f"clip_{i:06d}" for i in range(5)], folder
+    mask = _read(tmp_path / "masks" / "clip_000003.png")
+    assert mask.dtype == np.uint8 and mask.shape == (60, 80)
+    assert _read(tmp_path / "depth" / "clip_000003.png").dtype == np.uint16
+    cap = cv2.VideoCapture(str(tmp_path / "clip_overlay_depth.mp4"))
+    n, shape = 0, None
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        n, shape = n + 1, frame.shape
+    cap.release()
+    assert n == 5 and shape == (60, 160, 3)  # overlay | depth colour
+
+
+def test_predict_onnx_same_mask(
+    model_file: Path, inputs: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    onnx_path = cached_onnx_file(tmp_path_factory)
+    common = ["-b", str(inputs / "bg.png"), "--image", str(inputs / "imgs" / "a.jpg"), "--size", "64"]
+    _run(["-c", str(model_file), *common, "--out", str(tmp_path / "pt")])
+    _run(["--onnx", str(onnx_path), *common, "--out", str(tmp_path / "ort")])
+    _check_outputs(tmp_path / "ort", "a", (60, 80))
+    a, b = _read(tmp_path / "pt" / "a_mask.png"), _read(tmp_path / "ort" / "a_mask.png")
+    assert np.mean(a != b) <= 0.001  # at most a pixel or two whose logit is ~0
+    da = _read(tmp_path / "pt" / "a_depth.png").astype(int)
+    db = _read(tmp_path / "ort" / "a_depth.png").astype(int)
+    assert np.abs(da - db).max() <= 1  # 1 mm rounding
+
+
+def test_predictor_batches_mixed_sizes(model_file: Path) -> None:
+    pred = Predictor.load(model_file, size=32, batch_size=2)
+    pairs = [scene(h, w, i)[:2] for i, (h, w) in enumerate([(40, 40), (30, 50), (40, 40), (20, 20)])]
+    out = pred([p[0] for p in pairs], [p[1] for p in pairs])
+    assert [m.shape for m, _ in out] == [(40, 40), (30, 50), (40, 40), (20, 20)]
+    assert all(m.dtype == bool and d.dtype == np.float32 and (d >= 0).all() for m, d in out)
+    single = pred([pairs[1][0]], [pairs[1][1]])[0]
+    assert np.array_equal(single[0], out[1][0])  # batching does not change a result
+    with pytest.raises(ValueError, match="exactly one"):
+        Predictor()
+
+
+def test_predict_errors(model_file: Path, inputs: Path, tmp_path: Path) -> None:
+    base = ["predict", "-c", str(model_file), "-b", str(inputs / "bg.png"), "--out", str(tmp_path)]
+    r = CliRunner().invoke(app, base)
+    assert r.exit_code == 2 and "exactly one" in r.output
+    r = CliRunner().invoke(app, [*base, "--image", str(tmp_path / "missing.jpg")])
+    assert r.exit_code == 2 and "missing.jpg" in r.output
