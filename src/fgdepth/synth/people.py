@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from fgdepth.scene import Foreground
@@ -20,7 +21,7 @@ _MARGIN = 3  # output pixels of empty border around the figure
 MAX_DEPTH_OFFSET_M = 0.5
 
 # regions (what covers a body part)
-SKIN, HAIR, TOP, INNER, BOTTOM, SHOES, HEAD, TIGHTS = range(8)
+SKIN, HAIR, TOP, INNER, BOTTOM, SHOES, HEAD, TIGHTS, OBJECT = range(9)
 
 _SKIN_TONES = np.array(
     [[0.98, 0.85, 0.76], [0.94, 0.76, 0.64], [0.87, 0.68, 0.53], [0.78, 0.57, 0.42], [0.65, 0.45, 0.3],
@@ -48,6 +49,13 @@ class _Prim:
     hairline: float | None = (
         None  # hair only: keep local y > hairline, or behind the face (z > 0.1) above the jaw
     )
+    box: bool = False  # a box (half sizes = radii) instead of an ellipsoid: held objects, bags
+
+    def extent(self) -> np.ndarray:
+        """(3,) half sizes of the axis-aligned bounding box in the body frame."""
+        if self.box:
+            return (np.abs(self.rot) * self.radii).sum(axis=1)
+        return np.sqrt(((self.rot * self.radii) ** 2).sum(axis=1))
 
 
 def _rx(a: float) -> np.ndarray:
@@ -208,14 +216,62 @@ def _build(rng: np.random.Generator) -> tuple[list[_Prim], dict]:
             TOP,
         )
     )
-    prims.append(_Prim(up([0, 0.72 * H, 0.0]), r_up, np.array([sw * 0.92, 0.1 * H, 0.065 * H * g**0.8]), TOP))
+    top_kind = look["top_kind"]
+    jw = 1.1 if top_kind in ("jacket", "coat") else 1.0  # tailored tops stand off the body
+    chest_r = np.array([sw * 0.92 * jw, 0.1 * H, 0.065 * H * g**0.8 * jw])
+    prims.append(_Prim(up([0, 0.72 * H, 0.0]), r_up, chest_r, TOP))
+    # bridges: waist (belly-pelvis) and ribs (chest-belly), so the torso has no notches
+    prims.append(
+        _Prim(
+            up([0, 0.585 * H, 0.002 * H]),
+            r_up,
+            np.array([(sw * 0.78 * belly + hw + 0.045 * H * g) / 2, 0.05 * H, 0.06 * H * g * belly**0.5]),
+            TOP if look["bottom"] == "dress" or top_kind in ("jacket", "coat") else pelvis_reg,
+        )
+    )
+    prims.append(
+        _Prim(
+            up([0, 0.67 * H, 0.002 * H]),
+            r_up,
+            np.array(
+                [(sw * 0.78 * belly + sw * 0.92 * jw) / 2, 0.06 * H, 0.062 * H * g * max(belly, jw) ** 0.8]
+            ),
+            TOP,
+        )
+    )
     if female and rng.random() < 0.8:
+        bust = rng.uniform(0.8, 1.1)
         for side in (-1.0, 1.0):
             prims.append(
                 _Prim(
-                    up([side * 0.042 * H, 0.715 * H, -0.025 * H * g]),
+                    up([side * 0.04 * H, 0.71 * H, -0.018 * H * g]),
                     r_up,
-                    np.array([0.036, 0.03, 0.036]) * H * g**0.6,
+                    np.array([0.038, 0.03, 0.034]) * H * g**0.6 * bust,
+                    TOP,
+                )
+            )
+    if top_kind in ("jacket", "coat"):  # the hem over the hips
+        prims.append(
+            _Prim(
+                np.array([0, 0.555 * H, 0.0]),
+                np.eye(3),
+                np.array([hw + 0.058 * H * g, 0.07 * H, 0.072 * H * g]),
+                TOP,
+            )
+        )
+    if top_kind == "coat" and pose["kind"] != "sit":  # a long coat: a gently flaring tube down to the knees
+        hem = rng.uniform(0.25, 0.36) * H
+        spread = abs(feet[0][0] - feet[1][0]) / 2 + 0.07 * H * g
+        n = 12
+        for f in np.linspace(0, 1, n):
+            y = 0.56 * H + (hem - 0.56 * H) * f
+            rx = (hw + 0.06 * H * g) * (1 - f) + max(spread, hw + 0.07 * H * g) * f
+            rz = 0.075 * H * g * (1 - f) + 0.09 * H * g * f
+            prims.append(
+                _Prim(
+                    np.array([0, y, 0.004 * H]),
+                    np.eye(3),
+                    np.array([rx, 2.2 * (0.56 * H - hem) / n, rz]),
                     TOP,
                 )
             )
@@ -224,11 +280,13 @@ def _build(rng: np.random.Generator) -> tuple[list[_Prim], dict]:
         top_y = 0.6 * H if look["bottom"] == "skirt" else 0.56 * H
         spread = max(abs(feet[0][0] - feet[1][0]) / 2, 0.0) + 0.06 * H * g
         reg = BOTTOM if look["bottom"] == "skirt" else TOP
-        n = 10
+        flare = rng.uniform(1.0, 1.25) if rng.random() < 0.5 else rng.uniform(1.3, 1.7)  # straight / A-line
+        n = 12
         for f in np.linspace(0, 1, n):
             y = top_y + (hem_y - top_y) * f
-            rx = (hw + 0.045 * H * g) * (1 - f) + max(spread, hw + 0.06 * H * g) * f * rng.uniform(0.98, 1.02)
-            rz = 0.065 * H * g * (1 - f) + 0.085 * H * g * f
+            fl = 1 + (flare - 1) * f**1.5
+            rx = ((hw + 0.045 * H * g) * (1 - f) + max(spread, hw + 0.06 * H * g) * f) * fl
+            rz = (0.065 * H * g * (1 - f) + 0.085 * H * g * f) * (1 + (fl - 1) * 0.6)
             prims.append(
                 _Prim(
                     np.array([0, y, 0.005 * H]), np.eye(3), np.array([rx, 2.5 * (top_y - hem_y) / n, rz]), reg
@@ -251,9 +309,30 @@ def _build(rng: np.random.Generator) -> tuple[list[_Prim], dict]:
     prims.append(_Prim(head_c, r_head, head_r, HEAD))
     hair = look["hair"]
     if hair != "bald":
-        hr = head_r * np.array([1.08, 1.06, 1.08])
-        hairline = rng.uniform(0.2, 0.4)
-        prims.append(_Prim(head_c + r_head @ np.array([0, 0.01 * H, 0.006 * H]), r_head, hr, HAIR, hairline))
+        if hair == "crop":
+            hr, hairline = head_r * np.array([1.03, 1.03, 1.04]), rng.uniform(0.3, 0.5)
+        elif hair == "curly":
+            hr, hairline = (
+                head_r * rng.uniform(1.18, 1.35) * np.array([1.0, 0.95, 1.0]),
+                rng.uniform(0.1, 0.3),
+            )
+        else:
+            hr, hairline = head_r * np.array([1.08, 1.06, 1.08]), rng.uniform(0.2, 0.4)
+        lift = 0.01 * H if hair != "curly" else 0.02 * H
+        prims.append(_Prim(head_c + r_head @ np.array([0, lift, 0.006 * H]), r_head, hr, HAIR, hairline))
+        if hair == "curly":  # volume: curls around the crown and the back
+            for _ in range(10):
+                a, b = rng.uniform(-1.3, 1.3), rng.uniform(-0.2, 1.2)
+                d = np.array(
+                    [np.sin(a) * np.cos(b), np.sin(b) * 0.9 + 0.1, np.cos(a) * np.cos(b) * 0.8 + 0.3]
+                )
+                d /= np.linalg.norm(d)
+                c = head_c + r_head @ (d * hr * 0.95 + np.array([0, lift, 0.006 * H]))
+                prims.append(_Prim(c, np.eye(3), np.full(3, rng.uniform(0.022, 0.032) * H), HAIR))
+        elif hair == "ponytail":
+            root = head_c + r_head @ np.array([0, 0.03 * H, 0.065 * H])
+            tip = head_c + r_head @ np.array([0, -rng.uniform(0.08, 0.16) * H, 0.1 * H])
+            _chain(root, tip, 0.024 * H, 0.012 * H, HAIR, prims)
         if hair == "long":
             hl = rng.uniform(0.1, 0.2) * H
             c = head_c + r_head @ np.array([0, -hl / 2 + 0.02 * H, 0.025 * H])
@@ -282,17 +361,75 @@ def _build(rng: np.random.Generator) -> tuple[list[_Prim], dict]:
         wrist = elbow + r_f @ np.array([0, -fore, 0])
         ru, re, rw = 0.03 * H * g**0.8, 0.024 * H * g**0.6, 0.018 * H * g**0.4
         sleeve = look["sleeve"]
-        pad = 1.12 if sleeve > 0 else 1.0
-        prims.append(_Prim(shoulder, np.eye(3), np.full(3, ru * 1.08 * pad), TOP))
+        pad = (1.12 if sleeve > 0 else 1.0) * (jw if sleeve >= 1 else 1.0)
+        # shoulder: the trapezius slope to the neck, a deltoid along the arm (no ball joint)
+        prims.append(
+            _Prim(up([side * sw * 0.5, sh_y + 0.01 * H, 0.006 * H]), r_up,
+                  np.array([sw * 0.55, 0.03 * H, 0.05 * H * g**0.8 * jw]), TOP)
+        )  # fmt: skip
+        u_dir = elbow - shoulder
+        prims.append(
+            _Prim(shoulder + u_dir * 0.12, _align(u_dir), np.array([ru * 1.12 * pad, 0.075 * H, ru * 1.1 * pad]),
+                  TOP if sleeve > 0.1 else SKIN)
+        )  # fmt: skip
         _chain(shoulder, elbow, ru * pad, re * pad, (lambda f, s=sleeve: TOP if f <= s * 2 else SKIN), prims)
         _chain(elbow, wrist, re * pad, rw * pad, (lambda f, s=sleeve: TOP if f <= s * 2 - 1 else SKIN), prims)
+        # muscle: a biceps and a forearm swell, where the sleeve does not end on them
+        f_dir = wrist - elbow
+        if sleeve * 2 >= 0.85 or sleeve * 2 <= 0.1:
+            reg = TOP if sleeve * 2 >= 0.85 else SKIN
+            prims.append(_Prim(shoulder + u_dir * 0.45, _align(u_dir),
+                               np.array([ru * 1.05 * pad, upper * 0.32, ru * 0.98 * pad]), reg))  # fmt: skip
+        if sleeve * 2 - 1 >= 0.6 or sleeve * 2 - 1 <= 0.0:
+            reg = TOP if sleeve * 2 - 1 >= 0.6 else SKIN
+            prims.append(_Prim(elbow + f_dir * 0.3, _align(f_dir),
+                               np.array([re * 1.1 * pad, fore * 0.3, re * 1.0 * pad]), reg))  # fmt: skip
+        if look["rolled"]:  # a rolled-up cuff where the sleeve ends on the forearm
+            prims.append(_Prim(elbow + f_dir * (sleeve * 2 - 1), _align(f_dir),
+                               np.array([re * 1.35, 0.018 * H, re * 1.3]), TOP))  # fmt: skip
         hand_dir = r_f @ np.array([0, -1.0, 0])
-        prims.append(
-            _Prim(wrist + hand_dir * 0.045 * H, _align(hand_dir), np.array([0.022, 0.05, 0.012]) * H, SKIN)
-        )
+        hand = wrist + hand_dir * 0.045 * H
+        prims.append(_Prim(hand, _align(hand_dir), np.array([0.022, 0.05, 0.012]) * H, SKIN))
+        if k == look["held_side"] and look["held"] in ("laptop", "folder", "mug"):
+            _held_object(look["held"], hand, hand_dir, r_up, pose["elbow"][k], prims)
+    # collar / neckline
+    if top_kind in ("shirt", "jacket", "coat", "sweater"):
+        reg = INNER if top_kind != "sweater" else TOP
+        rn = 0.028 * H * g**0.5
+        for a in np.linspace(-np.pi * 0.85, np.pi * 0.85, 9):
+            c = up(
+                [np.sin(a) * rn * 1.15, 0.832 * H - 0.006 * H * np.cos(a), -np.cos(a) * rn * 1.15 + 0.005 * H]
+            )
+            prims.append(_Prim(c, np.eye(3), np.full(3, 0.011 * H), reg))
+    if look["held"] == "bag" and pose["kind"] != "sit":
+        side = 1.0 if look["held_side"] else -1.0
+        bag_c = np.array([side * (hw + 0.085 * H * g), rng.uniform(0.45, 0.52) * H, 0.01 * H])
+        dims = np.array([0.045, rng.uniform(0.09, 0.13), rng.uniform(0.12, 0.17)])
+        prims.append(_Prim(bag_c, _ry(rng.uniform(-0.2, 0.2)), dims, OBJECT, box=True))
+        _chain(up([side * sw * 0.85, sh_y + 0.02 * H, 0.0]), bag_c + np.array([0, dims[1], 0]), 0.008, 0.008,
+               OBJECT, prims)  # fmt: skip
     look["feet"] = feet
     look["height"] = H
     return prims, look
+
+
+def _held_object(kind: str, hand, hand_dir, r_up, elbow: float, prims: list[_Prim]) -> None:
+    """A laptop, folder or mug in the hand: hanging at the side from a lowered arm, held up in front from a bent
+    one."""
+    if kind == "mug":
+        prims.append(_Prim(hand + hand_dir * 0.03 + r_up[:, 2] * -0.04, r_up, np.array([0.04, 0.05, 0.04]),
+                           OBJECT, box=True))  # fmt: skip
+        return
+    half = np.array([0.012 if kind == "laptop" else 0.006, 0.12, 0.16])
+    if elbow < 1.0:  # hanging by the side, gripped at the top edge, thin across the body
+        y = hand_dir / np.linalg.norm(hand_dir)
+        x = r_up[:, 0] - y * (r_up[:, 0] @ y)
+        x /= max(np.linalg.norm(x), 1e-9)
+        rot = np.stack([x, y, np.cross(x, y)], axis=1)
+        prims.append(_Prim(hand + y * (half[1] - 0.03), rot, half, OBJECT, box=True))
+    else:  # held up in front of the chest, flat towards the camera
+        rot = r_up @ np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])  # thin axis along body z
+        prims.append(_Prim(hand + r_up[:, 2] * -0.04, rot, half[[0, 1, 2]] * [1, 1, 0.9], OBJECT, box=True))
 
 
 def _appearance(rng: np.random.Generator, female: bool) -> dict:
@@ -304,27 +441,57 @@ def _appearance(rng: np.random.Generator, female: bool) -> dict:
 
     t = rng.uniform(0, len(_SKIN_TONES) - 1)
     skin = _SKIN_TONES[int(t)] * (1 - t % 1) + _SKIN_TONES[min(int(t) + 1, len(_SKIN_TONES) - 1)] * (t % 1)
-    hair_opts = ["short", "long", "bun", "bald"]
-    hair_p = [0.3, 0.5, 0.18, 0.02] if female else [0.78, 0.07, 0.02, 0.13]
+    hair_opts = ["short", "long", "bun", "bald", "crop", "ponytail", "curly"]
+    hair_p = (
+        [0.14, 0.34, 0.12, 0.02, 0.06, 0.2, 0.12] if female else [0.42, 0.04, 0.01, 0.13, 0.3, 0.02, 0.08]
+    )
     bottom = rng.choice(["trousers", "skirt", "dress"], p=[0.45, 0.3, 0.25]) if female else "trousers"
-    top_kind = rng.choice(["shirt", "tshirt", "jacket", "sweater"])
+    top_kind = str(
+        rng.choice(["shirt", "tshirt", "jacket", "sweater", "coat"], p=[0.25, 0.2, 0.25, 0.18, 0.12])
+    )
+    if bottom == "dress" and top_kind not in ("jacket", "coat"):
+        top_kind = "dress"
     sleeve = {
-        "shirt": rng.choice([0.5, 1.0]),
+        "shirt": rng.choice([0.5, 1.0, 0.72]),  # short, long, rolled up
         "tshirt": rng.uniform(0.15, 0.35),
         "jacket": 1.0,
         "sweater": 1.0,
+        "coat": 1.0,
+        "dress": rng.choice([0.0, 0.3, 1.0]),
     }[top_kind]
-    if bottom == "dress":
-        sleeve = rng.choice([0.0, 0.3, 1.0])
+    rolled = top_kind == "shirt" and sleeve == 0.72
+
+    def distinct(c: np.ndarray) -> np.ndarray:
+        """Re-draw clothing colours that read as skin (a beige top on light skin looks topless)."""
+        for _ in range(20):
+            if np.linalg.norm(c - skin) > 0.28:
+                break
+            c = cloth()
+        return c
+
     look = {
         "skin": skin * rng.uniform(0.95, 1.05, 3),
         "hair": str(rng.choice(hair_opts, p=hair_p)),
         "hair_color": _HAIR_COLORS[int(rng.integers(len(_HAIR_COLORS)))] * rng.uniform(0.85, 1.15),
-        "top_kind": str(top_kind),
-        "top": cloth(),
+        "top_kind": top_kind,
+        "top": distinct(cloth()),
         "inner": cloth(),
         "bottom": str(bottom),
-        "bottom_color": cloth(),
+        "bottom_color": distinct(cloth()),
+        "rolled": rolled,
+        "held": str(rng.choice(["none", "laptop", "folder", "mug", "bag"], p=[0.62, 0.1, 0.1, 0.08, 0.1])),
+        "held_side": int(rng.integers(2)),
+        "object": np.array(
+            [
+                [0.7, 0.7, 0.72],
+                [0.12, 0.12, 0.13],
+                [0.35, 0.22, 0.12],
+                [0.15, 0.3, 0.6],
+                [0.85, 0.2, 0.15],
+                [0.9, 0.9, 0.88],
+            ][int(rng.integers(6))]
+        )
+        * rng.uniform(0.85, 1.1),
         "shoes": np.array(_CLOTHES[int(rng.choice([4, 8, 2, 5, 3]))]) * rng.uniform(0.8, 1.1),
         "sleeve": float(sleeve),
         "legs": SKIN if rng.random() < 0.6 else TIGHTS,  # bare legs or tights under a skirt
@@ -350,7 +517,7 @@ def _raster(prims: list[_Prim], scale: float, origin: tuple[float, float], shape
     ibuf = np.full(shape, -1, np.int32)
     x0, y0 = origin
     for k, p in enumerate(prims):
-        ex = np.sqrt(((p.rot * p.radii) ** 2).sum(axis=1))  # half extents of the bounding box
+        ex = p.extent()
         j0, j1 = (
             int(np.floor((p.centre[0] - ex[0] - x0) * scale)),
             int(np.ceil((p.centre[0] + ex[0] - x0) * scale)) + 1,
@@ -364,7 +531,19 @@ def _raster(prims: list[_Prim], scale: float, origin: tuple[float, float], shape
             continue
         xs = x0 + np.arange(j0, j1) / scale - p.centre[0]
         ys = y0 - np.arange(i0, i1) / scale - p.centre[1]
-        if p.radii[0] == p.radii[1] == p.radii[2] and p.hairline is None:
+        if p.box:
+            a_rows = p.rot / p.radii
+            o = xs[None, :, None] * a_rows[0] + ys[:, None, None] * a_rows[1]
+            dd = np.where(np.abs(a_rows[2]) < 1e-9, 1e-9, a_rows[2])
+            t1, t2 = (-1.0 - o) / dd, (1.0 - o) / dd
+            tmin = np.minimum(t1, t2)
+            tn, tf = tmin.max(-1), np.maximum(t1, t2).min(-1)
+            win = (tn <= tf) & (p.centre[2] + tn < zbuf[i0:i1, j0:j1])
+            ii, jj = np.nonzero(win)
+            dz = tn
+            axis = np.argmax(tmin[ii, jj], axis=-1)
+            n = p.rot[:, axis].T * -np.sign(dd[axis])[:, None]
+        elif p.radii[0] == p.radii[1] == p.radii[2] and p.hairline is None:
             r = p.radii[0]
             q = r * r - xs[None, :] ** 2 - ys[:, None] ** 2
             dz = -np.sqrt(np.maximum(q, 0.0))
@@ -394,6 +573,17 @@ def _raster(prims: list[_Prim], scale: float, origin: tuple[float, float], shape
         nbuf[i0 + ii, j0 + jj] = n
         ibuf[i0 + ii, j0 + jj] = k
     return zbuf, nbuf, ibuf
+
+
+def _smooth_normals(nbuf: np.ndarray, ibuf: np.ndarray, regions: np.ndarray, sigma: float) -> np.ndarray:
+    """Blur the normals of the soft body (not of boxes) so that the spheres of a chain and the seams between
+    ellipsoids shade as one smooth surface."""
+    soft = (ibuf >= 0) & (regions[np.maximum(ibuf, 0)] != OBJECT)
+    if sigma < 0.5 or not soft.any():
+        return nbuf
+    nb = cv2.GaussianBlur((nbuf * soft[..., None]).astype(np.float32), (0, 0), sigma)
+    nb /= np.maximum(np.linalg.norm(nb, axis=-1, keepdims=True), 1e-6)
+    return np.where(soft[..., None], nb, nbuf)
 
 
 def _pattern(kind: int, bx: np.ndarray, by: np.ndarray, freq: float, seed: int) -> np.ndarray:
@@ -427,6 +617,8 @@ def _colorise(prims, look, zbuf, nbuf, ibuf, scale, origin, yaw, rng) -> np.ndar
     col[regions == HAIR] = look["hair_color"]
     col[regions == SHOES] = look["shoes"]
     col[regions == TIGHTS] = look["tights"]
+    col[regions == INNER] = look["inner"]
+    col[regions == OBJECT] = look["object"]
     seed = look["seed"]
     for reg, base, kind in (
         (TOP, look["top"], look["top_pattern"]),
@@ -437,11 +629,22 @@ def _colorise(prims, look, zbuf, nbuf, ibuf, scale, origin, yaw, rng) -> np.ndar
             continue
         wgt = _pattern(kind, bx[sel], y[sel], look["pattern_freq"], seed)[:, None]
         col[sel] = base * (1 - wgt) + look["pattern_color"] * wgt
-    if look["top_kind"] == "jacket":  # open front shows the shirt underneath
+    hh = look["height"]
+    if look["top_kind"] in ("jacket", "coat"):  # open front: a V of the shirt between the lapels
+        v = np.clip((y - 0.6 * hh) / (0.22 * hh), 0, 1)
         sel = (
-            (regions == TOP) & (np.abs(bx) < 0.035 * look["height"]) & (bz < 0) & (y > 0.62 * look["height"])
+            (regions == TOP)
+            & (np.abs(bx) < (0.01 + 0.035 * v) * hh)
+            & (bz < 0)
+            & (y > 0.6 * hh)
+            & (y < 0.83 * hh)
         )
         col[sel] = look["inner"]
+        lapel = (regions == TOP) & (np.abs(np.abs(bx) - (0.01 + 0.035 * v) * hh) < 0.004 * hh) & (bz < 0)
+        col[lapel & (y > 0.6 * hh) & (y < 0.83 * hh)] *= 0.6
+        if look["top_kind"] == "coat":  # the closed part: a button line down the front
+            sel = (regions == TOP) & (np.abs(bx) < 0.003 * hh) & (bz < 0) & (y < 0.6 * hh)
+            col[sel] *= 0.55
     # face: eyes, brows, mouth on the head's local frame
     head = regions == HEAD
     if head.any():
@@ -461,7 +664,8 @@ def _colorise(prims, look, zbuf, nbuf, ibuf, scale, origin, yaw, rng) -> np.ndar
     clothes = (regions == TOP) | (regions == BOTTOM) | (regions == INNER)
     col *= (1 + np.where(clothes, 0.22, 0.06) * noise)[:, None]
     hair = regions == HAIR
-    col[hair] *= (0.8 + 0.4 * tx.value_noise(bx[hair] * 300, y[hair] * 60, seed + 7))[:, None]
+    fu, fv = (160, 160) if look["hair"] == "curly" else (300, 60)  # curls: blotchy; straight: streaks
+    col[hair] *= (0.75 + 0.5 * tx.value_noise(bx[hair] * fu, y[hair] * fv, seed + 7))[:, None]
     # lighting: key light from the front/top/side, ambient, a touch of rim
     n = nbuf[on]
     az, el = rng.uniform(-1.2, 1.2), rng.uniform(0.3, 1.1)
@@ -504,7 +708,7 @@ def render_person(seed: int, height_px: int = 256) -> Foreground:
     for p in prims:
         p.centre = anchor3 + r_yaw @ (p.centre - anchor3)
         p.rot = r_yaw @ p.rot
-        ex = np.sqrt(((p.rot * p.radii) ** 2).sum(axis=1))
+        ex = p.extent()
         lows.append(p.centre - ex)
         highs.append(p.centre + ex)
     lo, hi = np.min(lows, axis=0), np.max(highs, axis=0)
@@ -523,6 +727,7 @@ def render_person(seed: int, height_px: int = 256) -> Foreground:
     # sub-pixel (a, b) of output pixel (i, j) is at row i*s + a, centre offset (a + 0.5) / s - 0.5
     origin = (left - (s - 1) / 2 / scale, (ground_row + (s - 1) / 2 / s) / ppm)
     zbuf, nbuf, ibuf = _raster(prims, scale, origin, (out_h * s, out_w * s))
+    nbuf = _smooth_normals(nbuf, ibuf, np.array([p.region for p in prims]), 0.012 * scale)
     color = _colorise(prims, look, zbuf, nbuf, ibuf, scale, origin, yaw, rng)
     cover = (ibuf >= 0).astype(np.float64)
     alpha = cover.reshape(out_h, s, out_w, s).mean(axis=(1, 3))

@@ -1,0 +1,160 @@
+"""``fgdepth make-dataset``, ``inspect`` and ``show`` through typer's CliRunner; ``inspect`` catching damage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import pytest
+from typer.testing import CliRunner
+
+from conftest import SIZE, Inputs, imwrite_rgb, person_rgba
+from fgdepth.cli import app
+from fgdepth.data import schema
+from fgdepth.data.verify import verify_dataset
+
+runner = CliRunner()
+
+
+def make_args(inp: Inputs, out: Path, *extra: str) -> list[str]:
+    return [
+        "make-dataset",
+        "--out",
+        str(out),
+        "--bg-dir",
+        str(inp.bg_dir),
+        "--fg-dir",
+        str(inp.fg_dir),
+        "--bg-depth-dir",
+        str(inp.depth_dir),
+        "--size",
+        str(SIZE),
+        "--placements",
+        "1",
+        "--shard-size",
+        "8",
+        "--val-fraction",
+        "0.2",
+        "--test-fraction",
+        "0.2",
+        "--workers",
+        "1",
+        *extra,
+    ]
+
+
+def _ok(result) -> None:
+    assert result.exit_code == 0, result.output + str(result.exception)
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "folders"])
+def test_make_dataset_inspect_show(shared_inputs, tmp_path, fmt):
+    out = tmp_path / "ds"
+    r = runner.invoke(app, make_args(shared_inputs, out, "--format", fmt, "--fg-height", "0.4:0.6"))
+    _ok(r)
+    assert "samples 60" in r.output and "wrote" in r.output
+    m = json.loads((out / schema.MANIFEST_NAME).read_text())
+    assert m["format"] == fmt and m["config"]["fg_height"] == [0.4, 0.6] and m["counts"]["samples"] == 60
+    r = runner.invoke(app, ["inspect", str(out)])
+    _ok(r)
+    assert "OK: 60 samples verified" in r.output
+    png = tmp_path / "grid.png"
+    r = runner.invoke(app, ["show", str(out), "--out", str(png), "--n", "3", "--selection", "train"])
+    _ok(r)
+    img = cv2.imread(str(png))
+    assert img is not None and img.shape[0] >= 3 * SIZE and img.shape[1] >= 4 * SIZE
+
+
+def test_inspect_passes_on_the_session_datasets(shard_dataset, folder_dataset):
+    for root in (shard_dataset, folder_dataset):
+        rep = verify_dataset(root)
+        assert rep.ok, rep.problems
+        assert rep.checked_samples == 120
+        _ok(runner.invoke(app, ["inspect", str(root), "--fast"]))
+
+
+def _copy(root: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / root.name
+    shutil.copytree(root, dst)
+    return dst
+
+
+def _inspect_fails(root: Path, *needles: str) -> str:
+    r = runner.invoke(app, ["inspect", str(root)])
+    assert r.exit_code == 1, r.output
+    assert "FAILED" in r.output
+    for needle in needles:
+        assert needle in r.output, (needle, r.output)
+    return r.output
+
+
+def test_inspect_fails_on_a_modified_shard(shard_dataset, tmp_path):
+    root = _copy(shard_dataset, tmp_path)
+    m = json.loads((root / schema.MANIFEST_NAME).read_text())
+    shard = root / m["units"][0]["path"]
+    data = bytearray(shard.read_bytes())
+    data[700] ^= 0x01  # one bit inside the first sample's JPEG
+    shard.write_bytes(bytes(data))
+    _inspect_fails(root, shard.name, "checksum mismatch")
+
+
+def test_inspect_fails_on_a_deleted_or_truncated_shard(shard_dataset, tmp_path):
+    root = _copy(shard_dataset, tmp_path)
+    m = json.loads((root / schema.MANIFEST_NAME).read_text())
+    first, second = root / m["units"][0]["path"], root / m["units"][1]["path"]
+    first.unlink()
+    second.write_bytes(second.read_bytes()[:1500])
+    out = _inspect_fails(root, f"{first.name}: shard missing", second.name)
+    assert "samples, manifest says" in out or "unreadable tar" in out
+
+
+def test_inspect_fails_on_deleted_world_file(shard_dataset, tmp_path):
+    root = _copy(shard_dataset, tmp_path)
+    (root / schema.BG_DIR / "bg002.png").unlink()
+    (root / schema.FG_MASK_DIR / "fg001.png").unlink()
+    _inspect_fails(root, "bg002.png: background missing", "fg001.png: foreground file missing")
+
+
+def test_inspect_fails_on_deleted_or_modified_folder_files(folder_dataset, tmp_path):
+    root = _copy(folder_dataset, tmp_path)
+    mask = sorted((root / schema.MASK_DIR).iterdir())[3]
+    mask.unlink()
+    depth = sorted((root / schema.DEPTH_DIR).iterdir())[5]
+    depth.write_bytes(cv2.imencode(".png", cv2.imread(str(depth), cv2.IMREAD_UNCHANGED).astype("uint8"))[1])
+    _inspect_fails(
+        root, f"sample {mask.stem}: missing {schema.EXT_MASK}", "checksum mismatch", "different counts"
+    )
+    rep = verify_dataset(root)
+    assert any(depth.stem in p and "uint16" in p for p in rep.problems), rep.problems
+
+
+def test_inspect_without_manifest(tmp_path):
+    r = runner.invoke(app, ["inspect", str(tmp_path)])
+    assert r.exit_code == 1 and "no manifest" in r.output
+
+
+def test_make_dataset_refuses_other_settings_unless_overwrite(shared_inputs, tmp_path):
+    out = tmp_path / "ds"
+    _ok(runner.invoke(app, make_args(shared_inputs, out)))
+    r = runner.invoke(app, make_args(shared_inputs, out, "--seed", "4"))
+    assert r.exit_code == 2 and "other settings" in r.output and "seed" in r.output
+    _ok(runner.invoke(app, make_args(shared_inputs, out, "--seed", "4", "--overwrite")))
+    assert json.loads((out / schema.MANIFEST_NAME).read_text())["config"]["seed"] == 4
+
+
+def test_make_dataset_reports_bad_inputs(inputs, tmp_path):
+    imwrite_rgb(inputs.fg_dir / "flat.png", person_rgba(3)[..., :3])
+    r = runner.invoke(app, make_args(inputs, tmp_path / "a"))
+    assert r.exit_code == 2 and "flat.png" in r.output and "--fg-mask-dir" in r.output
+    (inputs.fg_dir / "flat.png").unlink()
+    bad = inputs.bg_dir / "room0.jpg"
+    bad.write_bytes(bad.read_bytes()[:200])
+    r = runner.invoke(app, make_args(inputs, tmp_path / "b"))
+    _ok(r)
+    assert "skipped inputs: 1" in r.output and "room0.jpg" in r.output
+    r = runner.invoke(app, make_args(inputs, tmp_path / "c", "--strict"))
+    assert r.exit_code == 2 and "room0.jpg" in r.output
+    r = runner.invoke(app, make_args(inputs, tmp_path / "d", "--format", "zip"))
+    assert r.exit_code == 2 and "--format" in r.output

@@ -1,0 +1,232 @@
+"""Reading datasets back (fgdepth.data.reader): the documented dict, exact masks and depth, on-the-fly ==
+materialised, rank/worker splitting, and the webdataset library on our shards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from conftest import SIZE
+from fgdepth.config import FactoryConfig, from_dict
+from fgdepth.data import codec, schema
+from fgdepth.data.reader import (
+    FolderDataset,
+    OnTheFlyDataset,
+    ShardDataset,
+    collate,
+    iter_tar,
+    open_dataset,
+    random_samples,
+    split_for_rank_and_worker,
+)
+from fgdepth.factory import Composer, make_plan
+from fgdepth.world import load_world
+
+# mean |JPEG q90 - pixels| on the fixtures' noisy textures is ~4.5 levels; a wrong image is ~50
+JPEG_MEAN_ERROR = 8.0
+
+
+def composer_of(root: Path) -> Composer:
+    """The factory's composer for a finished dataset, rebuilt from its run record and stored world."""
+    cfg = from_dict(FactoryConfig, json.loads((root / schema.RUN_NAME).read_text())["config"])
+    world = load_world(root)
+    return Composer(cfg, world, make_plan(cfg, world))
+
+
+def check_tensor_sample(s: dict) -> None:
+    assert set(s) == {*schema.BATCH_KEYS, schema.KEY}
+    for k in (schema.BACKGROUND, schema.COMPOSITE):
+        assert s[k].shape == (3, SIZE, SIZE) and s[k].dtype == torch.float32
+        assert s[k].min() >= 0.0 and s[k].max() <= 1.0
+    for k in (schema.MASK, schema.DEPTH, schema.DEPTH_VALID):
+        assert s[k].shape == (1, SIZE, SIZE) and s[k].dtype == torch.float32
+    assert set(s[schema.MASK].unique().tolist()) <= {0.0, 1.0} and s[schema.MASK].sum() > 0
+    assert torch.equal(s[schema.DEPTH_VALID], (s[schema.DEPTH] > 0).float())
+    assert 1.0 < s[schema.DEPTH].max() < 7.0  # metres
+    assert isinstance(s[schema.KEY], str)
+
+
+def assert_matches_composer(s: dict, composer: Composer, index_of: dict[str, int]) -> None:
+    """A tensor sample against the factory's composition of the same index."""
+    ref = composer.sample(index_of[s[schema.KEY]])
+    c = ref.composed
+    np.testing.assert_array_equal(s[schema.MASK][0].numpy().astype(bool), c.mask)
+    np.testing.assert_allclose(s[schema.DEPTH][0].numpy(), c.depth, atol=0.0005, rtol=0)
+    comp = s[schema.COMPOSITE].permute(1, 2, 0).numpy() * 255
+    assert np.abs(comp - c.composite.astype(np.float32)).mean() < JPEG_MEAN_ERROR
+    jpeg = codec.decode_image(codec.encode_jpeg(c.composite, 90))  # exactly the JPEG of the composed pixels
+    np.testing.assert_allclose(comp, jpeg, atol=1e-3)
+    b = composer.world.bg_ids.index(ref.meta["bg_id"])
+    bg = s[schema.BACKGROUND].permute(1, 2, 0).numpy() * 255
+    np.testing.assert_allclose(bg, composer.world.backgrounds[b].rgb, atol=1e-3)
+
+
+def index_by_key(root: Path) -> dict[str, int]:
+    m = json.loads((root / schema.MANIFEST_NAME).read_text())
+    out = {}
+    if m["format"] == "webdataset":
+        for u in m["units"]:
+            for key, files in iter_tar(root / u["path"]):
+                out[key] = json.loads(files[schema.EXT_META])["index"]
+    else:
+        for p in (root / schema.META_DIR).iterdir():
+            out[p.stem] = json.loads(p.read_text())["index"]
+    return out
+
+
+def test_shard_dataset_round_trip(shard_dataset):
+    composer, index_of = composer_of(shard_dataset), index_by_key(shard_dataset)
+    ds = ShardDataset(shard_dataset, "all")
+    samples = list(ds)
+    assert len(samples) == len(ds) == 120 == len({s[schema.KEY] for s in samples})
+    for s in samples:
+        check_tensor_sample(s)
+        assert_matches_composer(s, composer, index_of)
+
+
+def test_folder_dataset_round_trip(folder_dataset):
+    composer, index_of = composer_of(folder_dataset), index_by_key(folder_dataset)
+    ds = FolderDataset(folder_dataset, "all")
+    assert len(ds) == 120
+    for i in range(len(ds)):
+        s = ds[i]
+        check_tensor_sample(s)
+        assert_matches_composer(s, composer, index_of)
+
+
+def test_both_formats_hold_the_same_samples(shard_dataset, folder_dataset):
+    shards = {s[schema.KEY]: s for s in ShardDataset(shard_dataset, "all")}
+    folders = FolderDataset(folder_dataset, "all")
+    assert sorted(shards) == folders.stems
+    for i in range(0, len(folders), 7):
+        f = folders[i]
+        s = shards[f[schema.KEY]]
+        for k in schema.BATCH_KEYS:
+            assert torch.equal(f[k], s[k]), k  # same bytes: same JPEG, same PNGs
+
+
+def test_on_the_fly_equals_materialised(shard_dataset):
+    composer, index_of = composer_of(shard_dataset), index_by_key(shard_dataset)
+    otf = OnTheFlyDataset(shard_dataset, "all")
+    shards = {s[schema.KEY]: s for s in ShardDataset(shard_dataset, "all")}
+    assert len(otf) == len(shards)
+    for i in range(len(otf)):
+        raw = otf.load_numpy(i)
+        ref = composer.sample(index_of[raw[schema.KEY]]).composed
+        # exactly the factory's composition before encoding
+        np.testing.assert_array_equal(raw[schema.COMPOSITE], ref.composite)
+        np.testing.assert_array_equal(raw[schema.MASK], ref.mask)
+        np.testing.assert_array_equal(raw[schema.DEPTH], ref.depth)
+        # and the materialised sample: mask and depth exactly, composite within JPEG error
+        t, m = otf[i], shards[raw[schema.KEY]]
+        assert torch.equal(t[schema.MASK], m[schema.MASK])
+        assert torch.equal(t[schema.DEPTH], m[schema.DEPTH])
+        assert torch.equal(t[schema.BACKGROUND], m[schema.BACKGROUND])
+        assert (t[schema.COMPOSITE] - m[schema.COMPOSITE]).abs().mean() < JPEG_MEAN_ERROR / 255
+        # the JPEG itself: same as encoding the on-the-fly pixels with the dataset's quality
+        jpeg = codec.decode_image(codec.encode_jpeg(raw[schema.COMPOSITE], 90))
+        assert torch.equal(torch.from_numpy(jpeg).permute(2, 0, 1).float() / 255, m[schema.COMPOSITE])
+
+
+def test_on_the_fly_selection_matches_shards(shard_dataset):
+    for selection in ("train", "test_new_room"):
+        otf = OnTheFlyDataset(shard_dataset, selection)
+        keys = sorted(otf.load_numpy(i)[schema.KEY] for i in range(len(otf)))
+        assert keys and keys == sorted(s[schema.KEY] for s in ShardDataset(shard_dataset, selection))
+
+
+def test_ranks_see_disjoint_shards_covering_all(shard_dataset):
+    everything = ShardDataset(shard_dataset, "all")
+    parts = [ShardDataset(shard_dataset, "all", rank=r, world_size=2) for r in (0, 1)]
+    shards = [set(p.shards_for_this_process()) for p in parts]
+    assert shards[0] and shards[1] and not shards[0] & shards[1]
+    assert shards[0] | shards[1] == set(everything.shards)
+    keys = [[s[schema.KEY] for s in p] for p in parts]
+    assert not set(keys[0]) & set(keys[1])
+    assert sorted(keys[0] + keys[1]) == sorted(s[schema.KEY] for s in everything)
+
+
+def test_split_for_rank_and_worker_round_robin():
+    items = list(range(10))
+    assert split_for_rank_and_worker(items, 0, 2) == [0, 2, 4, 6, 8]
+    assert split_for_rank_and_worker(items, 1, 2) == [1, 3, 5, 7, 9]
+    assert split_for_rank_and_worker(items, 0, 1) == items
+
+
+def test_loader_workers_share_the_shards(shard_dataset):
+    ds = ShardDataset(shard_dataset, "all")
+    loader = DataLoader(ds, batch_size=8, num_workers=2, collate_fn=collate)
+    keys = [k for batch in loader for k in batch[schema.KEY]]
+    assert len(keys) == len(set(keys)) == len(ds)
+
+
+def test_shuffle_changes_order_per_epoch_not_content(shard_dataset):
+    ds = ShardDataset(shard_dataset, "all", shuffle=True, seed=1, buffer_size=16)
+    a = [s[schema.KEY] for s in ds]
+    ds.set_epoch(1)
+    b = [s[schema.KEY] for s in ds]
+    ds.set_epoch(0)
+    assert a == [s[schema.KEY] for s in ds]  # seeded
+    assert a != b and sorted(a) == sorted(b)
+    assert sorted(a) == sorted(s[schema.KEY] for s in ShardDataset(shard_dataset, "all"))
+
+
+def test_collate_stacks_tensors_keeps_keys(shard_dataset):
+    batch = collate(list(ShardDataset(shard_dataset, "train"))[:3])
+    assert batch[schema.COMPOSITE].shape == (3, 3, SIZE, SIZE)
+    assert batch[schema.MASK].shape == (3, 1, SIZE, SIZE)
+    assert isinstance(batch[schema.KEY], list) and len(batch[schema.KEY]) == 3
+
+
+def test_open_dataset_picks_the_reader(shard_dataset, folder_dataset):
+    assert isinstance(open_dataset(shard_dataset), ShardDataset)
+    assert isinstance(open_dataset(folder_dataset), FolderDataset)
+    with pytest.raises(ValueError, match="FolderDataset"):
+        ShardDataset(folder_dataset)
+    with pytest.raises(ValueError, match="valid"):
+        ShardDataset(shard_dataset, "training")
+
+
+@pytest.mark.parametrize("which", ["shard_dataset", "folder_dataset"])
+def test_random_samples(which, request):
+    root = request.getfixturevalue(which)
+    a = random_samples(root, 5, seed=3)
+    assert len(a) == 5 and len({s[schema.KEY] for s in a}) == 5
+    assert [s[schema.KEY] for s in a] == [s[schema.KEY] for s in random_samples(root, 5, seed=3)]
+    s = a[0]
+    assert s[schema.COMPOSITE].shape == (SIZE, SIZE, 3) and s[schema.MASK].dtype == bool
+    assert s[schema.DEPTH].dtype == np.float32
+
+
+def test_folder_dataset_reads_a_foreign_reference_layout(folder_dataset, tmp_path):
+    """Someone else's folders: no manifest, no meta, no depth."""
+    import shutil
+
+    root = tmp_path / "ref"
+    for sub in (schema.BG_DIR, schema.COMP_DIR, schema.MASK_DIR):
+        shutil.copytree(folder_dataset / sub, root / sub)
+    ds = FolderDataset(root)
+    assert len(ds) == 120
+    s = ds[0]
+    assert s[schema.DEPTH].abs().sum() == 0 and s[schema.DEPTH_VALID].sum() == 0 and s[schema.MASK].sum() > 0
+
+
+def test_webdataset_library_reads_our_shards(shard_dataset):
+    wds = pytest.importorskip("webdataset")
+    m = json.loads((shard_dataset / schema.MANIFEST_NAME).read_text())
+    urls = [str(shard_dataset / u["path"]) for u in m["units"]]
+    samples = list(wds.WebDataset(urls, shardshuffle=False, empty_check=False))
+    assert len(samples) == m["counts"]["samples"]
+    ours = {key: files for u in m["units"] for key, files in iter_tar(shard_dataset / u["path"])}
+    for s in samples:
+        exts = {k for k in s if not k.startswith("__")}
+        assert exts == {schema.EXT_COMP, schema.EXT_MASK, schema.EXT_DEPTH, schema.EXT_META}
+        assert ours[s["__key__"]] == {k: s[k] for k in exts}
+    # decoded the webdataset way: depth needs the unchanged 16-bit decode
+    depth = codec.decode_depth(samples[0][schema.EXT_DEPTH])
+    assert depth.dtype == np.float32 and 1.0 < depth.max() < 7.0
