@@ -1,0 +1,102 @@
+"""Inference latency per (background, composite) pair: PyTorch fp32, PyTorch bf16 autocast, onnxruntime.
+
+Latency per pair = best-of-``--repeats`` time of one call / batch size (the CPU may be shared; re-run on a
+quiet machine for figures to quote). Target: ``tiny`` under 15 ms per pair at 192 px with onnxruntime.
+
+    python benchmarks/inference.py                      # tiny and small, 192 px, batch 1 and 16
+    python benchmarks/inference.py --preset base --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from fgdepth.model import count_parameters, create_model
+
+
+def best_time(fn: Callable[[], object], repeats: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def bench_preset(preset: str, size: int, batches: list[int], repeats: int, onnx_dir: Path) -> list[dict]:
+    model = create_model(preset).eval().to(memory_format=torch.channels_last)
+    rows = []
+    runner = None
+    try:
+        from fgdepth.export import OnnxRunner, export_onnx
+
+        path = onnx_dir / f"{preset}.onnx"
+        export_onnx(model, path, size=size)
+        runner = OnnxRunner(path)
+    except ImportError as e:
+        print(f"onnxruntime skipped: {e}")
+    for batch in batches:
+        bg = torch.rand(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+        comp = torch.rand(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+        reps = max(3, repeats // max(1, batch // 4))
+
+        def torch_call(bf16: bool, bg: torch.Tensor = bg, comp: torch.Tensor = comp) -> None:
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                model(bg, comp)
+
+        engines: dict[str, Callable[[], object]] = {
+            "torch_fp32": lambda: torch_call(False),
+            "torch_bf16": lambda: torch_call(True),
+        }
+        if runner is not None:
+            bg_np, comp_np = bg.contiguous().numpy(), comp.contiguous().numpy()
+            engines["onnxruntime"] = lambda r=runner, a=bg_np, b=comp_np: r(a, b)
+        for engine, fn in engines.items():
+            ms = best_time(fn, reps) * 1e3 / batch
+            rows.append(
+                {
+                    "preset": preset,
+                    "params": count_parameters(model),
+                    "size": size,
+                    "batch": batch,
+                    "engine": engine,
+                    "ms_per_pair": round(ms, 2),
+                }
+            )
+            print(f"{preset:<7} {size:>5} {batch:>5} {engine:<12} {ms:>8.2f}", flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", action="append", default=None, help="repeatable; default: tiny, small")
+    ap.add_argument("--size", type=int, default=192)
+    ap.add_argument("--batch", type=int, action="append", default=None, help="repeatable; default: 1, 16")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{'preset':<7} {'size':>5} {'batch':>5} {'engine':<12} {'ms/pair':>8}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in args.preset or ["tiny", "small"]:
+            rows += bench_preset(preset, args.size, args.batch or [1, 16], args.repeats, Path(tmp))
+    if args.json:
+        meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "best_of": args.repeats}
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

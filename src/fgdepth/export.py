@@ -1,0 +1,186 @@
+"""ONNX export of a DualUNet, checked against PyTorch with onnxruntime, and a small runner for predict code.
+
+The ONNX graph has inputs ``background`` and ``composite``: (B, 3, H, W) float32 in [0, 1] (the model
+normalises them itself) and outputs ``mask_logits`` and ``depth``: (B, 1, h, w) float32, with dynamic B, H, W.
+onnx / onnxruntime are optional dependencies (``pip install fgdepth[onnx]``), imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fgdepth.data.schema import BACKGROUND, COMPOSITE, DEPTH_PRED, MASK_LOGITS
+
+INPUT_NAMES = (BACKGROUND, COMPOSITE)
+OUTPUT_NAMES = (MASK_LOGITS, DEPTH_PRED)
+
+
+def _check_sizes(size: int) -> list[tuple[int, int, int]]:
+    """(batch, height, width) triples to compare at: the export size, and an odd size with another batch."""
+    return [(1, size, size), (3, max(9, size // 2 + 1), size + 7)]
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    size: int = 192,
+    opset: int = 17,
+    atol: float = 1e-4,
+    seed: int = 0,
+    dynamo: bool = False,
+) -> dict[str, Any]:
+    """Export ``model`` to ``path`` and check the file.
+
+    Runs ``onnx.checker.check_model``, then compares onnxruntime with PyTorch (fp32, eval mode) on random inputs
+    at two (batch, height, width): ``(1, size, size)`` and ``(3, size // 2 + 1, size + 7)``.
+    Raises RuntimeError if the largest absolute difference exceeds ``atol``. The model's train/eval mode is
+    restored afterwards; tensors are created on the model's device.
+
+    ``dynamo=False`` (default) uses the TorchScript exporter: about 1 s, robust, dynamic axes checked above.
+    ``dynamo=True`` uses the torch.export-based exporter (opset >= 18 is then used): ~25 s on 2 CPU cores,
+    same graph semantics (symbolic output sizes ``(height - 1) // s + 1``).
+
+    Returns:
+        ``{"path", "opset", "size", "max_abs_diff", "per_check": [{"shape", "mask_logits", "depth"}, ...]}``
+    """
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = getattr(model, "_orig_mod", model)
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        gen = torch.Generator().manual_seed(seed)
+        dummy = tuple(torch.rand(1, 3, size, size, generator=gen).to(device) for _ in range(2))
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is deprecated
+            if dynamo:
+                opset = max(opset, 18)
+                dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height", min=8, max=8192)}
+                dims[3] = torch.export.Dim("width", min=8, max=8192)
+                torch.onnx.export(
+                    model,
+                    dummy,
+                    str(path),
+                    input_names=list(INPUT_NAMES),
+                    output_names=list(OUTPUT_NAMES),
+                    dynamic_shapes=dict.fromkeys(INPUT_NAMES, dims),
+                    opset_version=opset,
+                    dynamo=True,
+                )
+            else:
+                image_axes = {0: "batch", 2: "height", 3: "width"}
+                out_axes = {0: "batch", 2: "out_height", 3: "out_width"}
+                torch.onnx.export(
+                    model,
+                    dummy,
+                    str(path),
+                    input_names=list(INPUT_NAMES),
+                    output_names=list(OUTPUT_NAMES),
+                    dynamic_axes={
+                        **dict.fromkeys(INPUT_NAMES, image_axes),
+                        **dict.fromkeys(OUTPUT_NAMES, out_axes),
+                    },
+                    opset_version=opset,
+                    do_constant_folding=True,
+                    dynamo=False,
+                )
+        onnx.checker.check_model(onnx.load(str(path)))
+        runner = OnnxRunner(path)
+        per_check = []
+        for b, h, w in _check_sizes(size):
+            bg, comp = (torch.rand(b, 3, h, w, generator=gen) for _ in range(2))
+            with torch.no_grad():
+                ref = model(bg.to(device), comp.to(device))
+            got = runner(bg.numpy(), comp.numpy())
+            diffs = {}
+            for name in OUTPUT_NAMES:
+                r = ref[name].float().cpu().numpy()
+                if got[name].shape != r.shape:
+                    raise RuntimeError(
+                        f"ONNX {name} has shape {got[name].shape}, PyTorch {r.shape} at {(b, h, w)}"
+                    )
+                diffs[name] = float(np.abs(got[name] - r).max())
+            per_check.append({"shape": [b, 3, h, w], **diffs})
+    finally:
+        model.train(was_training)
+    max_diff = max(max(c[n] for n in OUTPUT_NAMES) for c in per_check)
+    report = {
+        "path": str(path),
+        "opset": opset,
+        "size": size,
+        "max_abs_diff": max_diff,
+        "per_check": per_check,
+    }
+    print(f"exported {path} (opset {opset}); onnxruntime vs PyTorch max abs diff {max_diff:.2e}")
+    if max_diff > atol:
+        raise RuntimeError(f"onnxruntime differs from PyTorch by {max_diff:.2e} > {atol:.0e}: {per_check}")
+    return report
+
+
+class OnnxRunner:
+    """Run an exported DualUNet with onnxruntime; the session is created once.
+
+    ``runner(background, composite)`` takes numpy arrays or torch tensors, (B, 3, H, W) float in [0, 1] (a
+    single (3, H, W) image is given a batch axis), and returns ``{"mask_logits", "depth"}`` as float32 numpy
+    arrays (B, 1, h, w).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        providers: list[str] | None = None,
+        intra_op_threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if intra_op_threads is not None:
+            opts.intra_op_num_threads = intra_op_threads
+        self.path = Path(path)
+        self.session = ort.InferenceSession(
+            str(self.path), sess_options=opts, providers=providers or ["CPUExecutionProvider"]
+        )
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    @staticmethod
+    def _as_array(name: str, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        if isinstance(x, torch.Tensor):
+            x = x.detach().float().cpu().numpy()
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[None]
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"{name} must be (B, 3, H, W) or (3, H, W), got shape {x.shape}")
+        return x
+
+    def __call__(
+        self, background: np.ndarray | torch.Tensor, composite: np.ndarray | torch.Tensor
+    ) -> dict[str, np.ndarray]:
+        bg, comp = self._as_array(BACKGROUND, background), self._as_array(COMPOSITE, composite)
+        if bg.shape != comp.shape:
+            raise ValueError(f"background {bg.shape} and composite {comp.shape} differ in shape")
+        outs = self.session.run(self.output_names, {BACKGROUND: bg, COMPOSITE: comp})
+        return dict(zip(self.output_names, outs))
+
+    def benchmark(self, batch: int = 1, size: int = 192, repeats: int = 20) -> float:
+        """Best-of-``repeats`` seconds for one call on random (batch, 3, size, size) inputs."""
+        rng = np.random.default_rng(0)
+        bg, comp = (rng.random((batch, 3, size, size), dtype=np.float32) for _ in range(2))
+        self(bg, comp)
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            self(bg, comp)
+            best = min(best, time.perf_counter() - t)
+        return best

@@ -1,0 +1,424 @@
+"""Losses for the foreground mask and the scene depth: pure functions plus :class:`MultiTaskLoss`.
+
+Conventions (all functions):
+
+* ``logits``: (B, 1, H, W) raw mask logits; ``target`` mask: (B, 1, H, W) float in [0, 1] (soft targets allowed).
+* ``pred`` / ``target`` depth: (B, 1, H, W) float, metres (or relative units); ``valid``: (B, 1, H, W) in {0, 1}
+  or bool. Depth terms average over valid pixels only; zero valid pixels give 0 (never NaN) and zero gradient.
+* Everything is computed in float32, also when the predictions come out of a bf16 autocast region.
+* Returned losses are scalar tensors unless said otherwise.
+
+Targets at input resolution are brought to the prediction's size by :func:`resize_mask` (area average, kept soft:
+a low-resolution pixel half covered by a person gets 0.5, so thin limbs still pull on the logits) and
+:func:`resize_depth` (valid-aware area average: only valid pixels enter the mean, so the 0s of unknown depth do
+not bleed into their neighbours; an output pixel is valid when at least half its footprint is).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fgdepth.data.schema import (
+    DEPTH,
+    DEPTH_PRED,
+    DEPTH_VALID,
+    LOSS,
+    LOSS_DEPTH_GRAD,
+    LOSS_DEPTH_L1,
+    LOSS_DEPTH_SSI,
+    LOSS_DEPTH_SSIM,
+    LOSS_DEPTH_TOTAL,
+    LOSS_MASK_BCE,
+    LOSS_MASK_DICE,
+    LOSS_MASK_TOTAL,
+    LOSS_W_DEPTH,
+    LOSS_W_MASK,
+    MASK,
+    MASK_LOGITS,
+)
+
+Weighting = Literal["fixed", "uncertainty"]
+DepthKind = Literal["metric", "relative"]
+
+
+def _check_same(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    if a.ndim != 4 or a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} {tuple(a.shape)} and {name_b} {tuple(b.shape)} must be equal (B, C, H, W)"
+        )
+
+
+def _valid_bool(valid: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    if valid is None:
+        return torch.ones_like(like, dtype=torch.bool)
+    _check_same("valid", valid, "pred", like)
+    return valid > 0.5 if valid.dtype != torch.bool else valid
+
+
+def _masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over ``valid`` (bool, same shape); 0 when nothing is valid."""
+    v = valid.to(x.dtype)
+    return (x * v).sum() / v.sum().clamp_min(1.0)
+
+
+# --- resizing targets ------------------------------------------------------------------------------------
+
+
+def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Area-average a mask to ``size``, keeping it soft.
+
+    Shape:
+        mask: (B, 1, H, W) in [0, 1] -> (B, 1, h, w) in [0, 1]
+    """
+    if tuple(mask.shape[-2:]) == tuple(size):
+        return mask.float()
+    return F.interpolate(mask.float(), size=size, mode="area")
+
+
+def resize_depth(
+    depth: torch.Tensor, valid: torch.Tensor | None, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Valid-aware area average of a depth map to ``size``.
+
+    Shape:
+        depth: (B, 1, H, W), valid: (B, 1, H, W) or None (then ``depth > 0``)
+        -> depth (B, 1, h, w), valid (B, 1, h, w) float in {0, 1} (at least half the footprint valid)
+    """
+    v = (depth > 0) if valid is None else (valid > 0.5)
+    v = v.float()
+    depth = depth.float()
+    if tuple(depth.shape[-2:]) == tuple(size):
+        return depth * v, v
+    frac = F.interpolate(v, size=size, mode="area")
+    mean = F.interpolate(depth * v, size=size, mode="area") / frac.clamp_min(1e-6)
+    v_out = (frac >= 0.5).float()
+    return mean * v_out, v_out
+
+
+# --- mask --------------------------------------------------------------------------------------------------
+
+
+def mask_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy on logits, mean over pixels.
+
+    Shape:
+        logits, target: (B, 1, H, W) -> scalar
+    """
+    _check_same("logits", logits, "target", target)
+    return F.binary_cross_entropy_with_logits(logits.float(), target.float())
+
+
+def mask_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Soft Dice loss ``1 - (2 |p t| + smooth) / (|p| + |t| + smooth)`` on ``p = sigmoid(logits)``.
+
+    Sums run over the whole batch (not per image) so that frames without people do not dominate.
+    Perfect prediction -> ~0; disjoint masks -> ~1 (exactly 1 - smooth / (|p| + |t| + smooth)).
+
+    Shape:
+        logits, target: (B, 1, H, W) -> scalar in [0, 1]
+    """
+    _check_same("logits", logits, "target", target)
+    p = torch.sigmoid(logits.float())
+    t = target.float()
+    inter = (p * t).sum()
+    return 1.0 - (2.0 * inter + smooth) / (p.sum() + t.sum() + smooth)
+
+
+def mask_bce_dice(
+    logits: torch.Tensor, target: torch.Tensor, bce_weight: float = 1.0, dice_weight: float = 1.0
+) -> torch.Tensor:
+    """``bce_weight * mask_bce + dice_weight * mask_dice_loss``.
+
+    Shape:
+        logits, target: (B, 1, H, W) -> scalar
+    """
+    return bce_weight * mask_bce(logits, target) + dice_weight * mask_dice_loss(logits, target)
+
+
+# --- depth -------------------------------------------------------------------------------------------------
+
+
+def depth_l1(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute error over valid pixels (0 if none).
+
+    Shape:
+        pred, target, valid: (B, 1, H, W) -> scalar, units of depth
+    """
+    _check_same("pred", pred, "target", target)
+    v = _valid_bool(valid, pred)
+    return _masked_mean((pred.float() - target.float()).abs(), v)
+
+
+def depth_gradient_loss(
+    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """L1 between the finite-difference gradients (x and y) of pred and target.
+
+    A difference counts when both of its pixels are valid; the mean runs over all counted x and y differences.
+
+    Shape:
+        pred, target, valid: (B, 1, H, W) -> scalar
+    """
+    _check_same("pred", pred, "target", target)
+    v = _valid_bool(valid, pred).float()
+    d = pred.float() - target.float()
+    gx = (d[..., :, 1:] - d[..., :, :-1]).abs()
+    gy = (d[..., 1:, :] - d[..., :-1, :]).abs()
+    vx = v[..., :, 1:] * v[..., :, :-1]
+    vy = v[..., 1:, :] * v[..., :-1, :]
+    return ((gx * vx).sum() + (gy * vy).sum()) / (vx.sum() + vy.sum()).clamp_min(1.0)
+
+
+def _gaussian_blur(x: torch.Tensor, window_size: int, sigma: float) -> torch.Tensor:
+    """Separable gaussian blur with replicate padding; (B, C, H, W) -> same shape."""
+    half = window_size // 2
+    coords = torch.arange(window_size, dtype=x.dtype, device=x.device) - half
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    b, c, h, w = x.shape
+    y = F.pad(x.reshape(b * c, 1, h, w), (half, half, half, half), mode="replicate")
+    y = F.conv2d(y, g.view(1, 1, 1, -1))
+    y = F.conv2d(y, g.view(1, 1, -1, 1))
+    return y.reshape(b, c, h, w)
+
+
+def ssim(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    data_range: float | torch.Tensor = 1.0,
+    window_size: int = 7,
+    sigma: float = 1.5,
+    valid: torch.Tensor | None = None,
+    reduction: Literal["mean", "none"] = "mean",
+) -> torch.Tensor:
+    """Structural similarity with a gaussian window (replicate padding, so the map keeps the input size).
+
+    ``data_range`` is the dynamic range L of the values (C1 = (0.01 L)^2, C2 = (0.03 L)^2): a float, or a
+    (B,) tensor for one range per image. With ``reduction="mean"``, the map is averaged over ``valid`` pixels
+    (all if None; 0 if none is valid).
+
+    Shape:
+        x, y: (B, C, H, W); valid: (B, C, H, W) or None -> map (B, C, H, W) or scalar; identical inputs -> 1
+    """
+    _check_same("x", x, "y", y)
+    if window_size < 1 or window_size % 2 == 0:
+        raise ValueError(f"window_size must be odd and positive, got {window_size}")
+    x, y = x.float(), y.float()
+    rng = torch.as_tensor(data_range, dtype=x.dtype, device=x.device)
+    if rng.ndim == 1:
+        rng = rng.view(-1, 1, 1, 1)
+    c1, c2 = (0.01 * rng) ** 2, (0.03 * rng) ** 2
+    mx, my = _gaussian_blur(x, window_size, sigma), _gaussian_blur(y, window_size, sigma)
+    sxx = _gaussian_blur(x * x, window_size, sigma) - mx * mx
+    syy = _gaussian_blur(y * y, window_size, sigma) - my * my
+    sxy = _gaussian_blur(x * y, window_size, sigma) - mx * my
+    smap = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    if reduction == "none":
+        return smap
+    return _masked_mean(smap, _valid_bool(valid, x))
+
+
+def depth_ssim_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    data_range: float | torch.Tensor | None = 10.0,
+    window_size: int = 7,
+) -> torch.Tensor:
+    """``(1 - SSIM) / 2`` averaged over valid pixels, clamped to [0, 1].
+
+    Invalid target pixels are replaced by the (detached) prediction before filtering, so unknown depth (0) does
+    not bleed into the windows of valid neighbours. ``data_range=None`` uses each image's largest valid target.
+
+    Shape:
+        pred, target, valid: (B, 1, H, W) -> scalar in [0, 1]
+    """
+    _check_same("pred", pred, "target", target)
+    v = _valid_bool(valid, pred)
+    pred = pred.float()
+    target = torch.where(v, target.float(), pred.detach())
+    if data_range is None:
+        data_range = (target * v).flatten(1).amax(dim=1).clamp_min(1e-6)
+    smap = ssim(pred, target, data_range, window_size, reduction="none")
+    return _masked_mean(((1.0 - smap) / 2.0).clamp(0.0, 1.0), v)
+
+
+def depth_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    l1_weight: float = 0.1,
+    grad_weight: float = 1.0,
+    ssim_weight: float = 1.0,
+    data_range: float = 10.0,
+) -> torch.Tensor:
+    """DenseDepth's mix: ``0.1 * L1 + 1 * gradient L1 + 1 * (1 - SSIM) / 2`` over valid pixels.
+
+    Shape:
+        pred, target, valid: (B, 1, H, W) -> scalar
+    """
+    return (
+        l1_weight * depth_l1(pred, target, valid)
+        + grad_weight * depth_gradient_loss(pred, target, valid)
+        + ssim_weight * depth_ssim_loss(pred, target, valid, data_range)
+    )
+
+
+def align_scale_shift(
+    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image least-squares ``(scale, shift)`` minimising ``sum_valid (scale * pred + shift - target)^2``.
+
+    Gradients flow through both (as in MiDaS). Degenerate images (fewer than two distinct valid predictions,
+    e.g. no valid pixel) get ``scale = 0`` and ``shift`` = mean valid target (0 if none), still a least-squares
+    optimum.
+
+    Shape:
+        pred, target, valid: (B, 1, H, W) -> scale (B,), shift (B,)
+    """
+    _check_same("pred", pred, "target", target)
+    v = _valid_bool(valid, pred).float().flatten(1)
+    p, t = pred.float().flatten(1), target.float().flatten(1)
+    n = v.sum(1).clamp_min(1.0)
+    mean_p, mean_t = (v * p).sum(1) / n, (v * t).sum(1) / n
+    pc, tc = (p - mean_p[:, None]) * v, (t - mean_t[:, None]) * v  # centred: a stable 1-D solve
+    var_p = (pc * pc).sum(1)
+    ok = var_p > 1e-12 * (mean_p * mean_p * n).clamp_min(1e-12)
+    scale = torch.where(ok, (pc * tc).sum(1) / torch.where(ok, var_p, torch.ones_like(var_p)), 0.0 * var_p)
+    shift = mean_t - scale * mean_p
+    return scale, shift
+
+
+def scale_shift_invariant_loss(
+    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """MiDaS-style loss for relative depth: align pred per image (:func:`align_scale_shift`), then L1.
+
+    ``loss(2 * t + 3, t) == 0``.
+
+    Shape:
+        pred, target, valid: (B, 1, H, W) -> scalar
+    """
+    scale, shift = align_scale_shift(pred, target, valid)
+    aligned = scale.view(-1, 1, 1, 1) * pred.float() + shift.view(-1, 1, 1, 1)
+    return depth_l1(aligned, target, valid)
+
+
+# --- combination -------------------------------------------------------------------------------------------
+
+
+class MultiTaskLoss(nn.Module):
+    """Mask (BCE + Dice) and depth losses combined with fixed or learned (Kendall et al. 2018) weights.
+
+    ``forward(outputs, batch)`` takes the model's output dict (``mask_logits``, ``depth``) and a batch dict
+    (``mask``, optionally ``depth`` and ``depth_valid``, at input resolution: they are resized to the outputs'
+    size, see the module docstring) and returns a dict of scalars with the keys named in
+    :mod:`fgdepth.data.schema`: ``loss`` (to minimise), ``mask_bce``, ``mask_dice``, ``depth_l1``,
+    ``depth_grad``, ``depth_ssim``, ``mask_total``, ``depth_total``, ``w_mask``, ``w_depth`` (effective task
+    weights), and ``depth_ssi`` when ``depth_kind="relative"``.
+
+    * ``depth_kind="metric"``: depth = l1_weight * L1 + grad_weight * grad + ssim_weight * (1 - SSIM) / 2
+      (DenseDepth: 0.1, 1, 1), SSIM with ``data_range=depth_range`` metres.
+    * ``depth_kind="relative"``: the prediction is first aligned per image by least-squares scale and shift;
+      depth = ssi_weight * depth_ssi + grad_weight * grad + ssim_weight * (1 - SSIM) / 2, all on the aligned
+      prediction (SSIM range: each image's largest target). ``depth_l1`` is then the unaligned L1, logged only.
+    * ``weighting="fixed"``: loss = mask_weight * mask_total + depth_weight * depth_total.
+    * ``weighting="uncertainty"``: loss = sum_i weight_i * (exp(-s_i) * total_i + s_i) with learnable
+      log-variances ``s = (s_mask, s_depth)`` initialised at 0 (give them to the optimiser: they are this module's
+      parameters); ``mask_weight`` / ``depth_weight`` still scale each task (0 switches a task off).
+
+    A batch without ``depth`` gives zero depth terms; without ``depth_valid``, valid = ``depth > 0``.
+    """
+
+    def __init__(
+        self,
+        weighting: Weighting = "fixed",
+        depth_kind: DepthKind = "metric",
+        mask_weight: float = 1.0,
+        depth_weight: float = 1.0,
+        bce_weight: float = 1.0,
+        dice_weight: float = 1.0,
+        l1_weight: float = 0.1,
+        grad_weight: float = 1.0,
+        ssim_weight: float = 1.0,
+        ssi_weight: float = 1.0,
+        depth_range: float = 10.0,
+    ) -> None:
+        super().__init__()
+        if weighting not in ("fixed", "uncertainty"):
+            raise ValueError(f"unknown weighting {weighting!r}; valid: fixed, uncertainty")
+        if depth_kind not in ("metric", "relative"):
+            raise ValueError(f"unknown depth_kind {depth_kind!r}; valid: metric, relative")
+        self.weighting, self.depth_kind = weighting, depth_kind
+        self.mask_weight, self.depth_weight = mask_weight, depth_weight
+        self.bce_weight, self.dice_weight = bce_weight, dice_weight
+        self.l1_weight, self.grad_weight, self.ssim_weight, self.ssi_weight = (
+            l1_weight,
+            grad_weight,
+            ssim_weight,
+            ssi_weight,
+        )
+        self.depth_range = depth_range
+        self.log_vars = nn.Parameter(torch.zeros(2)) if weighting == "uncertainty" else None
+
+    def extra_repr(self) -> str:
+        return f"weighting={self.weighting!r}, depth_kind={self.depth_kind!r}"
+
+    def _depth_terms(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        zero = pred.sum() * 0.0
+        names = [LOSS_DEPTH_L1, LOSS_DEPTH_GRAD, LOSS_DEPTH_SSIM, LOSS_DEPTH_TOTAL]
+        if self.depth_kind == "relative":
+            names.append(LOSS_DEPTH_SSI)
+        if DEPTH not in batch:
+            return dict.fromkeys(names, zero)
+        target, valid = resize_depth(batch[DEPTH], batch.get(DEPTH_VALID), tuple(pred.shape[-2:]))
+        out = {LOSS_DEPTH_L1: depth_l1(pred, target, valid)}
+        if self.depth_kind == "metric":
+            out[LOSS_DEPTH_GRAD] = depth_gradient_loss(pred, target, valid)
+            out[LOSS_DEPTH_SSIM] = depth_ssim_loss(pred, target, valid, self.depth_range)
+            first = self.l1_weight * out[LOSS_DEPTH_L1]
+        else:
+            scale, shift = align_scale_shift(pred, target, valid)
+            aligned = scale.view(-1, 1, 1, 1) * pred.float() + shift.view(-1, 1, 1, 1)
+            out[LOSS_DEPTH_SSI] = depth_l1(aligned, target, valid)
+            out[LOSS_DEPTH_GRAD] = depth_gradient_loss(aligned, target, valid)
+            out[LOSS_DEPTH_SSIM] = depth_ssim_loss(aligned, target, valid, None)
+            first = self.ssi_weight * out[LOSS_DEPTH_SSI]
+        out[LOSS_DEPTH_TOTAL] = (
+            first + self.grad_weight * out[LOSS_DEPTH_GRAD] + self.ssim_weight * out[LOSS_DEPTH_SSIM]
+        )
+        return out
+
+    def forward(
+        self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        # Losses run in float32 even under autocast: SSIM's variances (E[x^2] - E[x]^2) cancel catastrophically in
+        # bf16 and gave NaN gradients after ~10 steps.
+        device_type = outputs[MASK_LOGITS].device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            return self._forward(outputs, batch)
+
+    def _forward(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        logits = outputs[MASK_LOGITS].float()
+        pred = outputs[DEPTH_PRED].float()
+        mask = resize_mask(batch[MASK], tuple(logits.shape[-2:]))
+        out = {LOSS_MASK_BCE: mask_bce(logits, mask), LOSS_MASK_DICE: mask_dice_loss(logits, mask)}
+        out[LOSS_MASK_TOTAL] = self.bce_weight * out[LOSS_MASK_BCE] + self.dice_weight * out[LOSS_MASK_DICE]
+        out.update(self._depth_terms(pred, batch))
+        if self.log_vars is None:
+            w_mask = torch.tensor(self.mask_weight, device=logits.device)
+            w_depth = torch.tensor(self.depth_weight, device=logits.device)
+            total = w_mask * out[LOSS_MASK_TOTAL] + w_depth * out[LOSS_DEPTH_TOTAL]
+        else:
+            s_mask, s_depth = self.log_vars[0], self.log_vars[1]
+            total = self.mask_weight * (torch.exp(-s_mask) * out[LOSS_MASK_TOTAL] + s_mask)
+            total = total + self.depth_weight * (torch.exp(-s_depth) * out[LOSS_DEPTH_TOTAL] + s_depth)
+            w_mask = (self.mask_weight * torch.exp(-s_mask)).detach()
+            w_depth = (self.depth_weight * torch.exp(-s_depth)).detach()
+        out[LOSS] = total
+        out[LOSS_W_MASK], out[LOSS_W_DEPTH] = w_mask, w_depth
+        return out

@@ -1,0 +1,329 @@
+"""DualUNet: two stems (background, composite), fused features, a shared encoder, a U-Net decoder, two heads.
+
+Data flow for inputs of size (H, W) and ``s = output_stride``::
+
+    background -> normalise -> stem_bg --+
+                                         +-> fuse -> 1x1 proj -> f0 (stride s) --------------------- skip 0
+    composite  -> normalise -> stem_comp-+                           |
+                                            stage 1 (stride 2s) ---- skip 1
+                                            ...
+                                            stage N (stride 2^N s) -> decoder: upsample to each skip's exact size,
+                                                                      concat, conv ... -> level 0 -> heads
+
+The stems run at the output resolution, so the fused (difference) features that reach the last decoder level are
+as sharp as the outputs themselves (thin limbs). Both outputs have the exact size of skip 0:
+``h = ceil(H / s)``, ``w = ceil(W / s)`` (every strided conv is 3x3, padding 1), e.g. 192x192 -> 96x96 for s = 2
+and 97x131 -> 49x66.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fgdepth.data.schema import DEPTH_PRED, MASK_LOGITS
+from fgdepth.model.blocks import Act, ConvNormAct, Norm, SepConv, make_stage
+
+Fusion = Literal["concat", "diff", "both"]
+FUSIONS: tuple[str, ...] = ("concat", "diff", "both")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class DualUNetConfig:
+    """Everything needed to rebuild a :class:`DualUNet`; stored in every checkpoint.
+
+    The defaults are the ``small`` preset; see :mod:`fgdepth.model.registry` for the named presets.
+    """
+
+    # Width of each stem and of the fused stride-s features. Stems run at output resolution: keep them thin.
+    stem_channels: int = 16
+    # Width of each encoder stage; stage i has stride s * 2^(i+1). Four stages see a 96 px person whole.
+    encoder_channels: tuple[int, ...] = (24, 48, 80, 128)
+    # Blocks per stage; the deeper (low-resolution) stages are cheap, so depth goes there.
+    blocks_per_stage: tuple[int, ...] = (1, 2, 2, 2)
+    # Block kind per stage: "fused" (dense 3x3) is faster at high resolution and few channels,
+    # "inverted" (MobileNetV2, depthwise) is cheaper at low resolution and many channels.
+    block_kinds: tuple[str, ...] = ("fused", "fused", "inverted", "inverted")
+    # Expansion ratio of the blocks (hidden width = ratio * input width).
+    expand_ratio: float = 3.0
+    # Decoder width per level, deepest first; one per encoder stage (the last one is at output resolution).
+    decoder_channels: tuple[int, ...] = (96, 64, 32, 24)
+    # How the two stems' features are fused: "concat" [bg, comp]; "diff" comp - bg (signed, cheapest, but
+    # scene depth must then come from the difference alone); "both" [bg, comp, |comp - bg|].
+    fusion: Fusion = "both"
+    # Outputs are at input / output_stride (1, 2 or 4). The reference maps 192 px to 96 px: 2.
+    output_stride: int = 2
+    # BatchNorm is fastest and folds into convs at export; "group" for tiny per-device batches.
+    norm: Norm = "batch"
+    # ReLU is the fastest on CPU and exports everywhere.
+    act: Act = "relu"
+    # The model normalises its [0, 1] inputs itself, so a checkpoint is self-describing.
+    input_mean: tuple[float, float, float] = IMAGENET_MEAN
+    input_std: tuple[float, float, float] = IMAGENET_STD
+    # None: depth = softplus(x), unbounded (metric or relative). A float: depth = max_depth * sigmoid(x), metres.
+    max_depth: float | None = None
+    # The depth head's bias starts at this value (metres): typical indoor distance, speeds the first epochs.
+    init_depth: float = 3.0
+
+    def __post_init__(self) -> None:
+        # JSON / YAML give lists; the dataclass holds tuples so configs compare and hash alike.
+        for name in ("encoder_channels", "blocks_per_stage", "block_kinds", "decoder_channels"):
+            setattr(self, name, tuple(getattr(self, name)))
+        self.input_mean = tuple(float(v) for v in self.input_mean)  # type: ignore[assignment]
+        self.input_std = tuple(float(v) for v in self.input_std)  # type: ignore[assignment]
+        self.validate()
+
+    def validate(self) -> None:
+        n = len(self.encoder_channels)
+        if n < 1:
+            raise ValueError("encoder_channels needs at least one stage")
+        for name in ("blocks_per_stage", "block_kinds", "decoder_channels"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(
+                    f"{name} has {len(getattr(self, name))} entries, encoder_channels has {n}: they must match"
+                )
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {self.fusion!r}; valid: {', '.join(FUSIONS)}")
+        if self.output_stride not in (1, 2, 4):
+            raise ValueError(f"output_stride must be 1, 2 or 4, got {self.output_stride}")
+        if len(self.input_mean) != 3 or len(self.input_std) != 3 or min(self.input_std) <= 0:
+            raise ValueError("input_mean and input_std must be 3 values each, std > 0")
+        if self.max_depth is not None and not 0 < self.init_depth < self.max_depth:
+            raise ValueError(f"init_depth {self.init_depth} must lie in (0, max_depth={self.max_depth})")
+        if self.init_depth <= 0:
+            raise ValueError(f"init_depth must be > 0, got {self.init_depth}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DualUNetConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise so a config from another model is not silently eaten."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown DualUNetConfig fields {unknown}; valid: {sorted(known)}")
+        return cls(**d)
+
+
+class Stem(nn.Module):
+    """Per-input stem: log2(s) strided 3x3 convs (or one plain 3x3 when s = 1), then a depthwise-separable conv.
+
+    Shape:
+        x: (B, 3, H, W) normalised -> (B, C, ceil(H / s), ceil(W / s))
+    """
+
+    def __init__(self, channels: int, stride: int, norm: Norm, act: Act) -> None:
+        super().__init__()
+        n_down = int(math.log2(stride))
+        layers: list[nn.Module] = []
+        c_in = 3
+        for i in range(max(1, n_down)):
+            c_out = channels if i == max(1, n_down) - 1 else max(8, channels // 2)
+            layers.append(ConvNormAct(c_in, c_out, 3, 2 if i < n_down else 1, norm=norm, act=act))
+            c_in = c_out
+        layers.append(SepConv(channels, channels, norm=norm, act=act))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def fuse(a: torch.Tensor, b: torch.Tensor, mode: str) -> torch.Tensor:
+    """Fuse background features ``a`` and composite features ``b``.
+
+    Shape:
+        a, b: (B, C, h, w) -> (B, C * k, h, w) with k = 2 ("concat"), 1 ("diff") or 3 ("both")
+    """
+    if mode == "concat":
+        return torch.cat([a, b], dim=1)
+    if mode == "diff":
+        return b - a
+    if mode == "both":
+        return torch.cat([a, b, (b - a).abs()], dim=1)
+    raise ValueError(f"unknown fusion {mode!r}; valid: {', '.join(FUSIONS)}")
+
+
+class DualEncoder(nn.Module):
+    """Two stems (own weights), fusion, then a shared encoder of strided stages.
+
+    ``out_channels`` lists the width of each returned feature map, highest resolution first (like
+    segmentation_models.pytorch, except that level 0 is the fused stem output, not the raw input).
+
+    Shape:
+        background, composite: (B, 3, H, W) normalised
+        -> list of N + 1 tensors; level i: (B, out_channels[i], ceil(H / (s * 2^i)), ceil(W / (s * 2^i)))
+    """
+
+    def __init__(self, cfg: DualUNetConfig) -> None:
+        super().__init__()
+        c = cfg.stem_channels
+        self.fusion = cfg.fusion
+        self.stem_background = Stem(c, cfg.output_stride, cfg.norm, cfg.act)
+        self.stem_composite = Stem(c, cfg.output_stride, cfg.norm, cfg.act)
+        k = {"concat": 2, "diff": 1, "both": 3}[cfg.fusion]
+        self.project = ConvNormAct(c * k, c, 1, norm=cfg.norm, act=cfg.act)
+        stages = []
+        c_in = c
+        for c_out, n, kind in zip(cfg.encoder_channels, cfg.blocks_per_stage, cfg.block_kinds):
+            stages.append(make_stage(kind, c_in, c_out, n, 2, cfg.expand_ratio, cfg.norm, cfg.act))
+            c_in = c_out
+        self.stages = nn.ModuleList(stages)
+        self.out_channels: tuple[int, ...] = (c, *cfg.encoder_channels)
+
+    def forward(self, background: torch.Tensor, composite: torch.Tensor) -> list[torch.Tensor]:
+        x = self.project(fuse(self.stem_background(background), self.stem_composite(composite), self.fusion))
+        feats = [x]
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+
+class DecoderBlock(nn.Module):
+    """Upsample to the skip's exact size (bilinear), concatenate, 1x1 conv, depthwise-separable 3x3.
+
+    Shape:
+        x: (B, C_x, h, w), skip: (B, C_s, H', W') -> (B, C_out, H', W')
+    """
+
+    def __init__(self, c_x: int, c_skip: int, c_out: int, norm: Norm, act: Act) -> None:
+        super().__init__()
+        self.reduce = ConvNormAct(c_x + c_skip, c_out, 1, norm=norm, act=act)
+        self.conv = SepConv(c_out, c_out, norm=norm, act=act)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.conv(self.reduce(torch.cat([x, skip], dim=1)))
+
+
+class UNetDecoder(nn.Module):
+    """U-Net decoder over the encoder's features, from the deepest to level 0.
+
+    Shape:
+        feats: as returned by :class:`DualEncoder` -> (B, decoder_channels[-1], h0, w0), the size of level 0
+    """
+
+    def __init__(
+        self, encoder_channels: tuple[int, ...], decoder_channels: tuple[int, ...], norm: Norm, act: Act
+    ) -> None:
+        super().__init__()
+        skips = encoder_channels[:-1][::-1]  # deepest skip first
+        c_x = encoder_channels[-1]
+        blocks = []
+        for c_skip, c_out in zip(skips, decoder_channels):
+            blocks.append(DecoderBlock(c_x, c_skip, c_out, norm, act))
+            c_x = c_out
+        self.blocks = nn.ModuleList(blocks)
+        self.out_channels = c_x
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        x = feats[-1]
+        for block, skip in zip(self.blocks, feats[-2::-1]):
+            x = block(x, skip)
+        return x
+
+
+class Head(nn.Sequential):
+    """Depthwise 3x3 + 1x1 to one raw channel (logits or pre-activation depth).
+
+    Shape:
+        x: (B, C, h, w) -> (B, 1, h, w)
+    """
+
+    def __init__(self, c_in: int, norm: Norm, act: Act, bias_init: float = 0.0) -> None:
+        final = nn.Conv2d(c_in, 1, 1)
+        nn.init.normal_(final.weight, std=1e-3)
+        nn.init.constant_(final.bias, bias_init)
+        super().__init__(ConvNormAct(c_in, c_in, 3, groups=c_in, norm=norm, act=act), final)
+
+
+class DualUNet(nn.Module):
+    """Foreground mask and scene depth from a background image and the same view with people.
+
+    ``forward(background, composite)`` returns ``{"mask_logits", "depth"}`` (keys in :mod:`fgdepth.data.schema`).
+
+    Shape:
+        background: (B, 3, H, W) float32 in [0, 1], the empty scene
+        composite: (B, 3, H, W) float32 in [0, 1], same camera, with people
+        mask_logits: (B, 1, h, w) float32 raw logits (sigmoid > 0.5 is foreground)
+        depth: (B, 1, h, w) float32 >= 0, metres (or relative units when trained so)
+        with h = ceil(H / output_stride), w = ceil(W / output_stride). Outputs are float32 under autocast too.
+    """
+
+    def __init__(self, config: DualUNetConfig | None = None) -> None:
+        super().__init__()
+        cfg = config if config is not None else DualUNetConfig()
+        self.config = cfg
+        self.encoder = DualEncoder(cfg)
+        self.decoder = UNetDecoder(self.encoder.out_channels, cfg.decoder_channels, cfg.norm, cfg.act)
+        c = self.decoder.out_channels
+        if cfg.max_depth is None:
+            depth_bias = math.log(math.expm1(cfg.init_depth))  # softplus^-1
+        else:
+            p = cfg.init_depth / cfg.max_depth
+            depth_bias = math.log(p / (1 - p))  # logit
+        self.mask_head = Head(c, cfg.norm, cfg.act)
+        self.depth_head = Head(c, cfg.norm, cfg.act, bias_init=depth_bias)
+        # Non-persistent: rebuilt from the config, follow .to(device), not duplicated in the state dict.
+        self.register_buffer("mean", torch.tensor(cfg.input_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.input_std).view(1, 3, 1, 1), persistent=False)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d) and m not in (self.mask_head[-1], self.depth_head[-1]):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    @property
+    def output_stride(self) -> int:
+        return self.config.output_stride
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """Size (h, w) of the outputs for inputs of size (height, width)."""
+        s = self.config.output_stride
+        return -(-height // s), -(-width // s)
+
+    @staticmethod
+    def check_inputs(background: torch.Tensor, composite: torch.Tensor) -> None:
+        """Raise a ValueError naming the problem if the inputs are not two (B, 3, H, W) tensors of one shape."""
+        for name, t in (("background", background), ("composite", composite)):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+            if t.ndim != 4 or t.shape[1] != 3:
+                raise ValueError(f"{name} must be (B, 3, H, W), got shape {tuple(t.shape)}")
+            if not t.is_floating_point():
+                raise ValueError(f"{name} must be a float tensor in [0, 1], got {t.dtype}")
+        if background.shape != composite.shape:
+            raise ValueError(
+                f"background {tuple(background.shape)} and composite {tuple(composite.shape)} differ in shape"
+            )
+
+    def forward(self, background: torch.Tensor, composite: torch.Tensor) -> dict[str, torch.Tensor]:
+        if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()):
+            self.check_inputs(background, composite)
+        bg = (background - self.mean) / self.std
+        comp = (composite - self.mean) / self.std
+        x = self.decoder(self.encoder(bg, comp))
+        mask_logits = self.mask_head(x).float()
+        raw = self.depth_head(x).float()
+        if self.config.max_depth is None:
+            depth = F.softplus(raw)
+        else:
+            depth = self.config.max_depth * torch.sigmoid(raw)
+        return {MASK_LOGITS: mask_logits, DEPTH_PRED: depth}
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,93 @@
+"""ONNX export: dynamic batch and size, onnxruntime parity, the runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fgdepth.data.schema import DEPTH_PRED, MASK_LOGITS
+from fgdepth.model import create_model
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from fgdepth.export import OnnxRunner, export_onnx  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors gain nothing from threads, and the CPU cores are shared: one thread is faster here."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path, dict]:
+    torch.manual_seed(0)
+    model = create_model("tiny")
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # non-trivial BN stats and heads, so that parity means something
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+        for head in (model.mask_head, model.depth_head):
+            head[-1].weight.normal_(0, 0.3, generator=g)
+    model.train()
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    report = export_onnx(model, path, size=64)
+    return model, path, report
+
+
+def test_export_report(exported: tuple[torch.nn.Module, Path, dict]) -> None:
+    model, path, report = exported
+    assert path.is_file()
+    assert report["max_abs_diff"] <= 1e-4
+    assert len(report["per_check"]) == 2
+    assert {tuple(c["shape"]) for c in report["per_check"]} == {(1, 3, 64, 64), (3, 3, 33, 71)}
+    assert model.training  # mode restored
+
+
+def test_graph_names_and_dynamic_axes(exported: tuple[torch.nn.Module, Path, dict]) -> None:
+    import onnx
+
+    _, path, _ = exported
+    graph = onnx.load(str(path)).graph
+    assert [i.name for i in graph.input] == ["background", "composite"]
+    assert [o.name for o in graph.output] == [MASK_LOGITS, DEPTH_PRED]
+    dims = graph.input[0].type.tensor_type.shape.dim
+    assert all(d.dim_param for i, d in enumerate(dims) if i != 1)  # B, H, W symbolic
+
+
+def test_runner_matches_torch(exported: tuple[torch.nn.Module, Path, dict]) -> None:
+    model, path, _ = exported
+    runner = OnnxRunner(path)
+    bg, comp = torch.rand(2, 3, 50, 38), torch.rand(2, 3, 50, 38)
+    model.eval()
+    with torch.no_grad():
+        ref = model(bg, comp)
+    model.train()
+    got = runner(bg, comp.numpy())  # tensors and arrays both accepted
+    for k in (MASK_LOGITS, DEPTH_PRED):
+        assert got[k].shape == (2, 1, 25, 19) and got[k].dtype == np.float32
+        np.testing.assert_allclose(got[k], ref[k].numpy(), atol=1e-4, rtol=0)
+    single = runner(bg[0].numpy(), comp[0].numpy())
+    assert single[DEPTH_PRED].shape == (1, 1, 25, 19)
+    with pytest.raises(ValueError, match="differ in shape"):
+        runner(bg, comp[:, :, :40])
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        runner(bg[:, :1], comp[:, :1])
+
+
+@pytest.mark.slow
+def test_dynamo_export(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if "slow" not in (request.config.getoption("-m") or ""):
+        pytest.skip("~25 s: run with -m slow")
+    pytest.importorskip("onnxscript")
+    report = export_onnx(create_model("tiny"), tmp_path / "tiny_dynamo.onnx", size=64, dynamo=True)
+    assert report["max_abs_diff"] <= 1e-4 and report["opset"] >= 18

@@ -1,0 +1,288 @@
+"""DualUNet: one base test class subclassed per preset, plus config, registry and checkpoint tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import fgdepth
+from fgdepth.data.schema import DEPTH_PRED, MASK_LOGITS
+from fgdepth.model import (
+    DualUNet,
+    DualUNetConfig,
+    count_parameters,
+    create_model,
+    list_models,
+    load_model,
+    model_config,
+    save_model,
+)
+from fgdepth.model.checkpoint import checkpoint_dict
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors gain nothing from threads, and the CPU cores are shared: one thread is faster here."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _inputs(b: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 3, h, w, generator=g), torch.rand(b, 3, h, w, generator=g)
+
+
+def _randomise_norm_stats(model: torch.nn.Module, seed: int = 0) -> None:
+    """Give BatchNorms non-default running stats so that a round trip that drops them is caught."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+
+
+class BaseModelTest:
+    """Menu of checks every preset must pass; subclasses set ``preset``."""
+
+    preset: str = ""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def model(cls) -> DualUNet:
+        torch.manual_seed(0)
+        return create_model(cls.preset)
+
+    @pytest.mark.parametrize(("b", "h", "w"), [(1, 64, 64), (2, 65, 97)])
+    def test_forward_shapes(self, model: DualUNet, b: int, h: int, w: int) -> None:
+        model.eval()
+        with torch.no_grad():
+            out = model(*_inputs(b, h, w))
+        assert set(out) == {MASK_LOGITS, DEPTH_PRED}
+        hh, ww = model.output_size(h, w)
+        assert (hh, ww) == (-(-h // model.output_stride), -(-w // model.output_stride))
+        for v in out.values():
+            assert v.shape == (b, 1, hh, ww)
+            assert v.dtype == torch.float32
+            assert torch.isfinite(v).all()
+        assert (out[DEPTH_PRED] >= 0).all()
+
+    def test_backward_reaches_both_stems(self, model: DualUNet) -> None:
+        model.train()
+        model.zero_grad()
+        out = model(*_inputs(2, 33, 47))
+        (out[MASK_LOGITS].square().mean() + out[DEPTH_PRED].mean()).backward()
+        for stem in (model.encoder.stem_background, model.encoder.stem_composite):
+            grads = [p.grad for p in stem.parameters()]
+            assert all(g is not None for g in grads)
+            assert sum(float(g.abs().sum()) for g in grads) > 0
+        model.zero_grad()
+
+    def test_save_load_round_trip(self, model: DualUNet, tmp_path: Path) -> None:
+        _randomise_norm_stats(model)
+        model.eval()
+        bg, comp = _inputs(2, 40, 56, seed=1)
+        with torch.no_grad():
+            ref = model(bg, comp)
+        paths = [save_model(model, tmp_path / "m.safetensors"), tmp_path / "m.pt", tmp_path / "m.ckpt"]
+        torch.save(checkpoint_dict(model), paths[1])
+        lightning_like = {
+            "hyper_parameters": {"model_config": model.config.to_dict(), "lr": 1e-3},
+            "state_dict": {f"model._orig_mod.{k}": v for k, v in model.state_dict().items()}
+            | {"loss.log_vars": torch.zeros(2)},
+            "epoch": 3,
+        }
+        torch.save(lightning_like, paths[2])
+        for p in paths:
+            loaded = load_model(p)
+            assert loaded.config == model.config
+            assert not loaded.training
+            with torch.no_grad():
+                out = loaded(bg, comp)
+            for k in ref:
+                torch.testing.assert_close(out[k], ref[k], rtol=0, atol=0, msg=f"{p.suffix} {k}")
+
+
+class TestTiny(BaseModelTest):
+    preset = "tiny"
+
+
+class TestSmall(BaseModelTest):
+    preset = "small"
+
+
+class TestBase(BaseModelTest):
+    preset = "base"
+
+
+# --- options of the architecture ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fusion", ["concat", "diff", "both"])
+@pytest.mark.parametrize("stride", [1, 2, 4])
+def test_fusion_and_output_stride(fusion: str, stride: int) -> None:
+    model = create_model("tiny", fusion=fusion, output_stride=stride).eval()
+    with torch.no_grad():
+        out = model(*_inputs(1, 97, 131))
+    expected = (1, 1, -(-97 // stride), -(-131 // stride))
+    assert out[MASK_LOGITS].shape == expected == out[DEPTH_PRED].shape
+
+
+def test_bounded_depth_and_init() -> None:
+    model = create_model("tiny", max_depth=8.0, init_depth=2.0).eval()
+    with torch.no_grad():
+        d = model(*_inputs(1, 32, 32))[DEPTH_PRED]
+    assert (d >= 0).all() and (d <= 8.0).all()
+    assert abs(float(d.mean()) - 2.0) < 0.2  # the head's bias starts at init_depth
+
+
+def test_group_norm_silu() -> None:
+    model = create_model("tiny", norm="group", act="silu")
+    out = model(*_inputs(1, 24, 40))
+    out[DEPTH_PRED].mean().backward()
+
+
+def test_channels_last_bf16_autocast() -> None:
+    model = create_model("tiny").to(memory_format=torch.channels_last)
+    bg, comp = (x.contiguous(memory_format=torch.channels_last) for x in _inputs(2, 48, 48))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(bg, comp)
+    assert out[MASK_LOGITS].dtype == torch.float32 == out[DEPTH_PRED].dtype
+    (out[MASK_LOGITS].mean() + out[DEPTH_PRED].mean()).backward()
+
+
+def test_encoder_out_channels() -> None:
+    model = create_model("tiny")
+    feats = model.encoder(*_inputs(1, 64, 64))
+    assert tuple(f.shape[1] for f in feats) == model.encoder.out_channels
+    assert model.encoder.out_channels == (model.config.stem_channels, *model.config.encoder_channels)
+
+
+# --- input validation --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bg", "comp", "match"),
+    [
+        (torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32), r"background must be \(B, 3, H, W\)"),
+        (torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 33), "differ in shape"),
+        (torch.rand(2, 3, 32, 32), torch.rand(1, 3, 32, 32), "differ in shape"),
+        (torch.rand(3, 32, 32), torch.rand(3, 32, 32), r"must be \(B, 3, H, W\)"),
+        (torch.zeros(1, 3, 8, 8, dtype=torch.uint8), torch.zeros(1, 3, 8, 8, dtype=torch.uint8), "float"),
+    ],
+)
+def test_input_validation(bg: torch.Tensor, comp: torch.Tensor, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        create_model("tiny")(bg, comp)
+
+
+# --- config and registry -----------------------------------------------------------------------------------
+
+
+def test_config_round_trip() -> None:
+    cfg = model_config("small", fusion="diff", max_depth=12.0)
+    assert DualUNetConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown DualUNetConfig fields"):
+        DualUNetConfig.from_dict({"stem_chanels": 8})
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"output_stride": 3},
+        {"fusion": "sum"},
+        {"decoder_channels": (8, 8)},
+        {"max_depth": 2.0, "init_depth": 3.0},
+        {"block_kinds": ("fused", "fused", "inverted", "nope")},
+    ],
+)
+def test_config_errors(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        create_model("tiny", **bad)
+
+
+def test_registry() -> None:
+    names = list_models()
+    assert {"tiny", "small", "base"} <= set(names)
+    with pytest.raises(ValueError, match="tiny, small, base"):
+        create_model("huge")
+    sizes = [count_parameters(create_model(n)) for n in ("tiny", "small", "base")]
+    assert sizes == sorted(sizes)
+    assert 150_000 < sizes[0] < 600_000
+    assert create_model("tiny", stem_channels=8).config.stem_channels == 8
+
+
+# --- checkpoints -------------------------------------------------------------------------------------------
+
+
+def test_load_rejects_foreign_files(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    foreign_pt = tmp_path / "other.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}}, foreign_pt)
+    with pytest.raises(ValueError, match="other.pt is not a fgdepth checkpoint"):
+        load_model(foreign_pt)
+    foreign_st = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(1)}, str(foreign_st))
+    with pytest.raises(ValueError, match="other.safetensors is not a fgdepth checkpoint"):
+        load_model(foreign_st)
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="garbage.ckpt is not a fgdepth checkpoint"):
+        load_model(garbage)
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "missing.ckpt")
+
+
+def test_package_level_load_model(tmp_path: Path) -> None:
+    model = create_model("tiny", fusion="concat")
+    path = save_model(model, tmp_path / "m.safetensors")
+    assert fgdepth.load_model(path).config == model.config
+
+
+def test_save_compiled_like_wrapper(tmp_path: Path) -> None:
+    model = create_model("tiny")
+
+    class Wrapper(torch.nn.Module):  # what torch.compile returns: the model under _orig_mod
+        def __init__(self) -> None:
+            super().__init__()
+            self._orig_mod = model
+
+    path = save_model(Wrapper(), tmp_path / "w.safetensors")
+    loaded = load_model(path)
+    assert set(loaded.state_dict()) == set(model.state_dict())
+
+
+# --- learning ----------------------------------------------------------------------------------------------
+
+
+def test_tiny_overfits_one_batch() -> None:
+    from fgdepth.losses import MultiTaskLoss
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    b = 4
+    bg = torch.rand(b, 3, 32, 32, generator=g)
+    # blocky targets (8x8 cells): exact at the 16x16 output, so the optimum loss is ~0
+    mask = (torch.rand(b, 1, 8, 8, generator=g) > 0.5).float()
+    mask = torch.nn.functional.interpolate(mask, size=(32, 32), mode="nearest")
+    comp = bg * (1 - mask) + mask * torch.tensor([0.9, 0.2, 0.1]).view(1, 3, 1, 1)
+    depth = torch.nn.functional.interpolate(1 + 3 * torch.rand(b, 1, 8, 8, generator=g), size=(32, 32))
+    batch = {"mask": mask, "depth": depth, "depth_valid": torch.ones_like(depth)}
+    model = create_model("tiny")
+    crit = MultiTaskLoss()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    first = None
+    for _step in range(300):
+        loss = crit(model(bg, comp), batch)["loss"]
+        value = float(loss.detach())
+        first = value if first is None else first
+        if value < first / 10:
+            break
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert value < first / 10, (first, value, _step)
