@@ -16,6 +16,11 @@ The reference dataset has 100 backgrounds and 400,000 composites:
 - ``background-once``: the teacher labels each background once (100 passes) and a composite's depth is the
   background's depth with the person's depth pasted in.
 
+The last table times the whole labelling path (``fgdepth.labeling.label_depth``: reading, teacher passes,
+composing, PNG encoding, rewriting shards) on a SUBSET (``--label-subset`` composites of a procedural dataset at
+224 px, a DA-V2-Small-sized random checkpoint saved to a temporary folder, input ``--size``), and EXTRAPOLATES
+to the reference dataset: model load + per-background time x 100 + per-composite time x 400,000.
+
 Usage::
 
     python benchmarks/teacher.py [--quick] [--json OUT] [--models da-v2-small,dpt-hybrid-midas]
@@ -27,13 +32,17 @@ import argparse
 import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fgdepth.teacher import DepthTeacher, build_depth_model
+from fgdepth.config import FactoryConfig
+from fgdepth.factory import make_dataset
+from fgdepth.labeling import label_depth, load_teacher
+from fgdepth.teacher import DepthTeacher, build_depth_model, make_reference_checkpoint
 
 N_BACKGROUNDS, N_COMPOSITES = 100, 400_000
 MODELS = {  # name -> (model_type, preset)
@@ -102,6 +111,57 @@ def _format_row(r: dict) -> str:
     )
 
 
+def bench_labelling(n_composites: int, size: int, batch: int, device: str | None) -> list[dict]:
+    """Time ``label_depth`` in both modes on a procedural subset; extrapolate to the reference dataset."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="fgdepth-label-bench-") as tmp:
+        ckpt = make_reference_checkpoint(Path(tmp) / "da-v2-small", "da-v2-small")
+        cfg = FactoryConfig(
+            num_bg=4, num_fg=5, placements=2, limit=n_composites, depth="none", val_fraction=0,
+            test_fraction=0, workers=1,
+        )  # fmt: skip
+        data = Path(tmp) / "data"
+        manifest = make_dataset(cfg, data)
+        n_bg, n = manifest["counts"]["backgrounds"], manifest["counts"]["samples"]
+        start = time.perf_counter()
+        load_teacher(ckpt, size, batch, device)
+        load_s = time.perf_counter() - start
+        for mode in ("background-once", "per-composite"):
+            marks: list[float] = []
+            start = time.perf_counter()
+            label_depth(
+                data, ckpt, mode=mode, input_size=size, batch_size=batch, overwrite_depth=True,
+                device=device, progress=lambda *_, m=marks: m.append(time.perf_counter()),
+            )  # fmt: skip
+            end = time.perf_counter()
+            per_bg = max(marks[0] - start - load_s, 0.0) / n_bg  # first mark: backgrounds labelled
+            per_comp = (end - marks[0]) / n
+            reference = load_s + per_bg * N_BACKGROUNDS + per_comp * N_COMPOSITES
+            rows.append(
+                {
+                    "strategy": mode,
+                    "subset_backgrounds": n_bg,
+                    "subset_composites": n,
+                    "measured_s": end - start,
+                    "load_s": load_s,
+                    "per_background_ms": 1000 * per_bg,
+                    "per_composite_ms": 1000 * per_comp,
+                    "reference_h_extrapolated": reference / 3600,
+                    "input": size,
+                    "batch": batch,
+                    "loadavg_1min": os.getloadavg()[0],
+                }
+            )
+            r = rows[-1]
+            print(
+                f"{mode:<16} {n_bg:>3} bg {n:>4} comp {r['measured_s']:>8.1f} s   load {load_s:>4.1f} s "
+                f"{r['per_background_ms']:>7.1f} ms/bg {r['per_composite_ms']:>7.1f} ms/comp  "
+                f"-> {r['reference_h_extrapolated']:>7.2f} h (extrapolated) {r['loadavg_1min']:>5.1f}",
+                flush=True,
+            )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -115,6 +175,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="batch 2, 2 repeats")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument(
+        "--label-subset", type=int, default=None, help="composites labelled end to end (default 40; 0 = skip)"
+    )
     args = parser.parse_args()
     batch = args.batch or (2 if args.quick else 4)
     repeats = args.repeats or (2 if args.quick else 3)
@@ -136,9 +199,20 @@ def main() -> None:
         rows += bench_model(name, [None, args.size], args.image, batch, repeats, args.device)
     print(f"* native input size. per-composite: {N_COMPOSITES:,} passes; bg-once: {N_BACKGROUNDS} passes.")
     print("load: 1-minute load average after the row; above the core count the figures are pessimistic.")
+    subset = 40 if args.label_subset is None else args.label_subset
+    labelling = []
+    if subset > 0:
+        print(
+            f"\nlabel_depth end to end, da-v2-small (random weights) at {args.size} px, batch {batch}, on a "
+            f"{subset}-composite subset; EXTRAPOLATED to {N_BACKGROUNDS} backgrounds / {N_COMPOSITES:,} composites:"
+        )
+        labelling = bench_labelling(subset, args.size, batch, args.device)
     if args.json:
         args.json.write_text(
-            json.dumps({"env": env, "batch": batch, "repeats": repeats, "rows": rows}, indent=2)
+            json.dumps(
+                {"env": env, "batch": batch, "repeats": repeats, "rows": rows, "labelling": labelling},
+                indent=2,
+            )
         )
 
 

@@ -99,6 +99,9 @@ def make_dataset_cmd(
     teacher: Path | None = typer.Option(None, help="Local depth-estimation checkpoint directory."),
     teacher_mode: str = typer.Option("background-once", help="background-once | per-composite."),
     teacher_batch: int = typer.Option(8, help="Teacher batch size."),
+    teacher_size: int | None = typer.Option(
+        None, help="Teacher input size (e.g. 224; default: the checkpoint's native size)."
+    ),
     format: str = typer.Option("webdataset", "--format", help="webdataset (tar shards) | folders."),
     shard_size: int = typer.Option(1000, help="Samples per shard."),
     jpeg_quality: int = typer.Option(90, help="Composite JPEG quality."),
@@ -113,6 +116,7 @@ def make_dataset_cmd(
     from fgdepth.data.verify import summary_lines
     from fgdepth.factory import DatasetExistsError, make_dataset
     from fgdepth.sources import SourceError
+    from fgdepth.teacher import TeacherError
 
     if synthetic and (bg_dir or fg_dir):
         _fail("--synthetic cannot be combined with --bg-dir/--fg-dir")
@@ -134,6 +138,7 @@ def make_dataset_cmd(
         teacher=str(teacher) if teacher else None,
         teacher_mode=teacher_mode,
         teacher_batch=teacher_batch,
+        teacher_size=teacher_size,
         format=format,
         shard_size=shard_size,
         jpeg_quality=jpeg_quality,
@@ -145,13 +150,43 @@ def make_dataset_cmd(
     try:
         with _progress("make-dataset") as update:
             manifest = make_dataset(cfg, out, overwrite=overwrite, progress=update)
-    except (ValueError, DatasetExistsError, SourceError, FileNotFoundError) as err:
+    except (ValueError, DatasetExistsError, SourceError, FileNotFoundError, TeacherError) as err:
         _fail(str(err))
     for line in summary_lines(manifest):
         typer.echo(line)
     for s in manifest["skipped"]:
         typer.secho(f"skipped {s['path']}: {s['reason']}", fg="yellow", err=True)
     typer.echo(f"wrote {out / 'manifest.json'}")
+
+
+@app.command("label-depth")
+def label_depth_cmd(
+    data: Path = typer.Argument(..., help="Dataset directory (webdataset shards or folders)."),
+    teacher: Path = typer.Option(..., help="Local depth-estimation checkpoint directory."),
+    teacher_mode: str = typer.Option("background-once", help="background-once | per-composite."),
+    teacher_size: int | None = typer.Option(
+        None, help="Teacher input size (e.g. 224; default: the checkpoint's native size)."
+    ),
+    teacher_batch: int = typer.Option(8, help="Teacher batch size."),
+    overwrite_depth: bool = typer.Option(False, help="Replace the depth the dataset already has."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+) -> None:
+    """Add or replace depth in an existing dataset with a depth teacher (resumable: rerun after a stop)."""
+    from fgdepth.data.verify import summary_lines
+    from fgdepth.labeling import label_depth
+    from fgdepth.teacher import TeacherError
+
+    try:
+        with _progress("label-depth") as update:
+            manifest = label_depth(
+                data, teacher, mode=teacher_mode, input_size=teacher_size, batch_size=teacher_batch,
+                overwrite_depth=overwrite_depth, device=_device(device), progress=update,
+            )  # fmt: skip
+    except (ValueError, FileNotFoundError, TeacherError) as err:
+        _fail(str(err))
+    for line in summary_lines(manifest):
+        typer.echo(line)
+    typer.echo(f"wrote {data / 'manifest.json'}")
 
 
 @app.command("inspect")
@@ -186,10 +221,12 @@ def show_cmd(
 ) -> None:
     """Write a PNG grid of random samples: background | composite | mask | depth (with a scale bar)."""
     from fgdepth.data.reader import random_samples
-    from fgdepth.viz import sample_grid, save_png
+    from fgdepth.evaluate import dataset_info
+    from fgdepth.viz import depth_unit, sample_grid, save_png
 
     try:
-        grid = sample_grid(random_samples(data, n=n, selection=selection, seed=seed))
+        unit = depth_unit(dataset_info(data)["depth_kind"])
+        grid = sample_grid(random_samples(data, n=n, selection=selection, seed=seed), unit=unit)
     except (FileNotFoundError, ValueError) as err:
         _fail(str(err))
     save_png(out, grid)

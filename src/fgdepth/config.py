@@ -71,6 +71,8 @@ class FactoryConfig:
     depth: str = "auto"
     teacher: str | None = None  # local checkpoint directory of a depth-estimation model
     teacher_mode: str = "background-once"  # or "per-composite"
+    teacher_size: int | None = None  # teacher input side (short side for Depth Anything); None = native
+    # (518 Depth Anything, 384 DPT); 224 runs ~5x faster on the 224 px reference images
     # output
     format: str = "webdataset"  # or "folders" (the reference layout)
     shard_size: int = 1000  # samples per shard (~20 MB at 224 px)
@@ -137,6 +139,8 @@ class FactoryConfig:
             (1 <= self.jpeg_quality <= 100, "--jpeg-quality must be in [1, 100]"),
             (self.limit is None or self.limit >= 1, "--limit must be >= 1"),
             (self.workers >= 1, "--workers must be >= 1"),
+            (self.teacher_batch >= 1, "--teacher-batch must be >= 1"),
+            (self.teacher_size is None or self.teacher_size >= 1, "--teacher-size must be >= 1"),
             (self.num_bg >= 1 and self.num_fg >= 1, "--num-bg and --num-fg must be >= 1"),
         ]
         for ok, msg in checks:

@@ -244,15 +244,19 @@ class _Stats:
         self.rgb_sq += (px * px).sum(0)
         self.rgb_n += px.shape[0]
         if c.depth is not None:
-            d = c.depth[::STATS_STRIDE, ::STATS_STRIDE]
-            d = d[d > 0].astype(np.float64)
-            if d.size:
-                s = self.depth
-                s[0] += d.size
-                s[1] += float(d.sum())
-                s[2] += float((d * d).sum())
-                s[3] = min(s[3], float(d.min()))
-                s[4] = max(s[4], float(d.max()))
+            self.add_depth(c.depth)
+
+    def add_depth(self, depth: np.ndarray) -> None:
+        """depth: (H, W) float, 0 = unknown (only known pixels count)."""
+        d = depth[::STATS_STRIDE, ::STATS_STRIDE]
+        d = d[d > 0].astype(np.float64)
+        if d.size:
+            s = self.depth
+            s[0] += d.size
+            s[1] += float(d.sum())
+            s[2] += float((d * d).sum())
+            s[3] = min(s[3], float(d.min()))
+            s[4] = max(s[4], float(d.max()))
 
     def record(self) -> dict:
         return {
@@ -431,14 +435,15 @@ def _render_world(cfg: FactoryConfig, workers: int) -> tuple[list[Background], l
 
 
 def _label_backgrounds_with_teacher(cfg: FactoryConfig, world: World) -> None:
-    from fgdepth import teacher as T
+    """One teacher pass per background (both modes): the backgrounds' depth, the dataset's depth kind and its
+    encoding scale (relative: from the backgrounds' labels with headroom, see ``labeling.encoding_scale``)."""
+    from fgdepth import labeling
 
-    model = T.DepthTeacher.load(cfg.teacher, batch_size=cfg.teacher_batch)
+    model = labeling.load_teacher(cfg.teacher, cfg.teacher_size, cfg.teacher_batch)
     depths = model.predict([bg.rgb for bg in world.backgrounds])
     world.depth_kind = model.info.depth_kind
-    if world.depth_kind == "relative":
-        # headroom for people nearer than anything in the empty rooms (per-composite labels)
-        world.depth_scale = T.relative_scale_for(2.0 * max(float(d.max()) for d in depths))
+    world.depth_scale = labeling.encoding_scale(world.depth_kind, depths)
+    world.teacher = labeling.teacher_record(model.info, cfg.teacher_mode)
     for bg, d in zip(world.backgrounds, depths):
         bg.depth = d.astype(np.float32)
 
@@ -462,11 +467,11 @@ def _per_composite(cfg: FactoryConfig) -> bool:
     return cfg.resolved_depth() == "teacher" and cfg.teacher_mode == "per-composite"
 
 
-def _teacher_depth_fn(cfg: FactoryConfig, world: World):
-    from fgdepth import teacher as T
+def _teacher_depth_fn(cfg: FactoryConfig, world: World) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    """Per-composite labels: the teacher, loaded once per process, on a unit's composites (batched)."""
+    from fgdepth import labeling
 
-    model = T.DepthTeacher.load(cfg.teacher, batch_size=cfg.teacher_batch)
-    return model.predict
+    return labeling.load_teacher(cfg.teacher, cfg.teacher_size, cfg.teacher_batch).predict
 
 
 _OWNED = (
@@ -531,6 +536,11 @@ def make_dataset(
     """
     cfg.validate()
     root = Path(out_dir)
+    world_stored = (root / schema.SOURCES_NAME).is_file() and not overwrite
+    if cfg.resolved_depth() == "teacher" and (_per_composite(cfg) or not world_stored):
+        from fgdepth import teacher
+
+        teacher.check_checkpoint(cfg.teacher)  # before anything is written: a typo must not leave a run.json
     _check_out_dir(root, cfg, overwrite)
     root.mkdir(parents=True, exist_ok=True)
     codec.atomic_write_json(
@@ -570,7 +580,9 @@ def _run_units(root: Path, cfg: FactoryConfig, todo: list[Unit]) -> Iterator[dic
     # each run loads its own world and config: a cache kept from an earlier run into the same directory (then
     # overwritten with other settings) would compose the old dataset; a forked worker must not inherit it either
     _WORKER.clear()
-    if cfg.workers <= 1 or len(todo) <= 1:
+    # per-composite teacher labels run in this process: one model (CUDA cannot be forked, and the model's own
+    # threads already use every core); composing is ~1% of a sample's time next to the teacher's pass
+    if cfg.workers <= 1 or len(todo) <= 1 or _per_composite(cfg):
         for t in tasks:
             yield _worker_unit(t)
         return
@@ -618,6 +630,26 @@ def _mean_std(total: np.ndarray, sq: np.ndarray, n: int) -> tuple[list[float], l
     return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
 
 
+def depth_summary(kind: str, scale: float, source: str, stats: list[dict]) -> dict:
+    """The manifest's ``depth`` block from the units' stats records."""
+    d = [s["depth"] for s in stats if s["depth"][0]]
+    n = sum(x[0] for x in d)
+    mean = sum(x[1] for x in d) / max(n, 1)
+    var = max(sum(x[2] for x in d) / max(n, 1) - mean * mean, 0.0)
+    return {
+        "kind": kind,
+        "unit": "m" if kind == "metric" else "relative disparity",
+        "encoding": "uint16 png, value = round(depth * scale), 0 = unknown"
+        + ("" if kind == "metric" else "; larger values were clipped to 65535 / scale"),
+        "scale": scale,
+        "source": source,
+        "min": round(min(x[3] for x in d), 6) if d else None,
+        "max": round(max(x[4] for x in d), 6) if d else None,
+        "mean": round(mean, 6),
+        "std": round(var**0.5, 6),
+    }
+
+
 def build_manifest(cfg: FactoryConfig, world: World, plan: Plan, records: dict[str, dict]) -> dict:
     ordered = [records[u.name] for u in plan.units]
     rgb_sum = sum((np.asarray(r["stats"]["rgb_sum"]) for r in ordered), np.zeros(3))
@@ -636,21 +668,11 @@ def build_manifest(cfg: FactoryConfig, world: World, plan: Plan, records: dict[s
     }
     depth = None
     if world.depth_kind:
-        d = [r["stats"]["depth"] for r in ordered if r["stats"]["depth"][0]]
-        n = sum(x[0] for x in d)
-        mean = sum(x[1] for x in d) / max(n, 1)
-        var = max(sum(x[2] for x in d) / max(n, 1) - mean * mean, 0.0)
-        depth = {
-            "kind": world.depth_kind,
-            "unit": "m" if world.depth_kind == "metric" else "relative disparity",
-            "encoding": "uint16 png, value = round(depth * scale), 0 = unknown",
-            "scale": world.depth_scale,
-            "source": cfg.resolved_depth(),
-            "min": round(min(x[3] for x in d), 6) if d else None,
-            "max": round(max(x[4] for x in d), 6) if d else None,
-            "mean": round(mean, 6),
-            "std": round(var**0.5, 6),
-        }
+        depth = depth_summary(
+            world.depth_kind, world.depth_scale, cfg.resolved_depth(), [r["stats"] for r in ordered]
+        )
+        if world.teacher:
+            depth["teacher"] = world.teacher
     from fgdepth import __version__
 
     return {

@@ -246,7 +246,7 @@ def make_report(
     """
     from fgdepth.evaluate import dataset_info, evaluate_samples, iter_samples, resolve_align, summarize
     from fgdepth.predict import Predictor
-    from fgdepth.viz import prediction_grid
+    from fgdepth.viz import depth_unit, prediction_grid
 
     run = Path(run_dir)
     summary_path = run / "metrics.json"
@@ -272,7 +272,9 @@ def make_report(
     by_key = {r["key"]: r for r in rows}
     grids = {
         f"{name} ({len(keys)} by IoU)": prediction_grid(
-            _grid_samples(kept, keys, by_key), tile_size=_tile_size(kept[keys[0]]["mask"].shape)
+            _grid_samples(kept, keys, by_key),
+            tile_size=_tile_size(kept[keys[0]]["mask"].shape),
+            unit=depth_unit(info["depth_kind"]),
         )
         for name, keys in picks.items()
         if keys

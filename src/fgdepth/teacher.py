@@ -327,6 +327,12 @@ def _import_transformers() -> Any:
     return transformers
 
 
+def check_checkpoint(path: str | Path) -> None:
+    """Raise TeacherError unless ``path`` is a local checkpoint of a supported depth-estimation model (reads
+    config.json only: cheap enough to run before a long job starts)."""
+    _check_depth_config(Path(path))
+
+
 def _check_depth_config(path: Path) -> None:
     """Raise TeacherError unless config.json of ``path`` names a supported depth-estimation model."""
     if not path.exists():

@@ -131,7 +131,8 @@ def _source_dataset(cfg: TrainConfig, selection: str, train: bool) -> Dataset:
         # the memory cache holds the whole selection on every rank (a DistributedSampler splits it); streamed
         # shards are split by rank and worker inside ShardDataset
         whole = {"rank": 0, "world_size": 1} if source == "memory" else {}
-        base: Dataset = ShardDataset(root, selection, shuffle=train and source == "shards", seed=cfg.seed, **whole)
+        streamed = {"shuffle": train, "equal_split": train} if source == "shards" else {}
+        base: Dataset = ShardDataset(root, selection, seed=cfg.seed, **whole, **streamed)
     else:
         base = FolderDataset(root, selection)
     if source == "memory":
@@ -225,6 +226,14 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
                 AugmentConfig(size=train_config["size"], **train_config["augment_config"])
             )
             self._val = M.MetricAccumulator()
+
+        def on_train_start(self) -> None:
+            # which shards this rank streams: a record for users, and the proof that DDP ranks differ
+            ds = self.trainer.train_dataloader.dataset
+            if isinstance(ds, ShardDataset):
+                shards = [p.name for p in ds.shards_for_this_process()]
+                path = Path(self.trainer.default_root_dir) / f"shards_rank{self.global_rank}.json"
+                path.write_text(json.dumps({"rank": self.global_rank, "shards": shards}, indent=1))
 
         def forward(self, background: torch.Tensor, composite: torch.Tensor) -> dict:
             return self.model(background, composite)

@@ -97,6 +97,12 @@ def valid_range(depths: Sequence[Any | None]) -> tuple[float, float] | None:
     return (lo, hi) if lo <= hi else None
 
 
+def depth_unit(depth_kind: str | None) -> str:
+    """The scale-bar unit of a dataset's depth: ``m`` for metric depth, ``rel`` for a teacher's relative
+    disparity (unitless, larger = nearer)."""
+    return "rel" if depth_kind == "relative" else "m"
+
+
 def colorize_depth(
     depth: Any, vmin: float | None = None, vmax: float | None = None, cmap: str = "turbo"
 ) -> np.ndarray:

@@ -36,6 +36,7 @@ class World:
     person_splits: list[str]
     depth_kind: str | None = None  # "metric" | "relative" | None (no depth)
     depth_scale: float = schema.DEPTH_MM_PER_M  # uint16 value = depth * scale
+    teacher: dict | None = None  # the depth teacher that labelled the backgrounds (labeling.teacher_record)
     skipped: list[dict] = field(default_factory=list)
     _flipped: dict[int, Foreground] = field(default_factory=dict, repr=False)
 
@@ -58,6 +59,7 @@ class World:
             ],
             "depth_kind": self.depth_kind,
             "depth_scale": self.depth_scale,
+            "teacher": self.teacher,
             "skipped": self.skipped,
         }
 
@@ -138,6 +140,7 @@ def load_world(root: str | Path) -> World:
         person_splits=[p["split"] for p in src["people"]],
         depth_kind=src.get("depth_kind"),
         depth_scale=scale,
+        teacher=src.get("teacher"),
         skipped=src.get("skipped", []),
     )
 

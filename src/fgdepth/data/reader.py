@@ -150,6 +150,7 @@ class ShardDataset(IterableDataset):
         transform: Callable[[NumpySample], NumpySample] | None = None,
         rank: int | None = None,
         world_size: int | None = None,
+        equal_split: bool = False,
     ):
         self.root = Path(root)
         self.manifest = read_manifest(root)
@@ -161,27 +162,47 @@ class ShardDataset(IterableDataset):
         self.selection, self.shuffle, self.seed, self.buffer_size = selection, shuffle, seed, buffer_size
         self.transform = transform
         self.rank, self.world_size = rank, world_size
+        # DDP needs every rank to run the same number of steps, else the collective ops hang at the epoch's end
+        self.equal_split = equal_split
         self.scale = depth_scale_of(self.manifest)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _rank_world(self) -> tuple[int, int]:
+        rank, world = _dist_rank_world()
+        return (self.rank if self.rank is not None else rank, self.world_size if self.world_size is not None else world)
+
     def shards_for_this_process(self) -> list[Path]:
         shards = list(self.shards)
         if self.shuffle:
             random.Random(f"{self.seed}-{self.epoch}").shuffle(shards)
-        rank, world = _dist_rank_world()
-        rank = self.rank if self.rank is not None else rank
-        world = self.world_size if self.world_size is not None else world
-        return split_for_rank_and_worker(shards, rank, world)
+        return split_for_rank_and_worker(shards, *self._rank_world())
+
+    def samples_per_process(self) -> int:
+        """With ``equal_split``: the samples every rank and loader worker yields per epoch."""
+        info = get_worker_info()
+        return self.num_samples // (self._rank_world()[1] * (info.num_workers if info else 1))
 
     def iter_numpy(self) -> Iterator[NumpySample]:
-        """Every sample of this process's share, decoded, in shard order (no shuffling)."""
+        """This process's share, decoded, in shard order (no shuffling). With ``equal_split``, exactly
+        ``samples_per_process()`` samples, going round this process's shards again if its share is short."""
         backgrounds = _BackgroundCache(self.root)
-        for shard in self.shards_for_this_process():
-            for key, files in iter_tar(shard):
-                yield decode_shard_sample(files, key, backgrounds, self.scale)
+        shards = self.shards_for_this_process()
+        quota = self.samples_per_process() if self.equal_split else None
+        if quota == 0 or not shards:
+            return
+        n = 0
+        while True:
+            for shard in shards:
+                for key, files in iter_tar(shard):
+                    if quota is not None and n >= quota:
+                        return
+                    yield decode_shard_sample(files, key, backgrounds, self.scale)
+                    n += 1
+            if quota is None:
+                return
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -191,6 +212,8 @@ class ShardDataset(IterableDataset):
             yield to_tensors(self.transform(s) if self.transform else s)
 
     def __len__(self) -> int:
+        if self.equal_split:
+            return self.num_samples // self._rank_world()[1]
         return self.num_samples
 
 
@@ -236,9 +259,8 @@ class FolderDataset(Dataset):
         self._backgrounds = _BackgroundCache(self.root)
 
     def _select(self, stems: list[str], selection: str) -> list[str]:
-        bg_ok, fg_ok = schema.SELECTIONS[selection] if selection in schema.SELECTIONS else (None, None)
-        if bg_ok is None:
-            schema.selection_groups(selection)  # raises the error listing valid names
+        schema.selection_groups(selection)  # raises the error listing valid names if unknown
+        bg_ok, fg_ok = schema.SELECTIONS[selection]
         splits = self.manifest["splits"]
         keep = []
         for stem in stems:
