@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -12,6 +14,7 @@ from fgdepth.data.schema import (
     LOSS,
     LOSS_DEPTH_GRAD,
     LOSS_DEPTH_L1,
+    LOSS_DEPTH_LOG,
     LOSS_DEPTH_SSI,
     LOSS_DEPTH_SSIM,
     LOSS_KEYS,
@@ -25,6 +28,7 @@ from fgdepth.losses import (
     align_scale_shift,
     depth_gradient_loss,
     depth_l1,
+    depth_log_l1,
     depth_loss,
     depth_ssim_loss,
     mask_bce,
@@ -222,8 +226,29 @@ def test_module_matches_functions() -> None:
     torch.testing.assert_close(res[LOSS_DEPTH_L1], depth_l1(out[DEPTH_PRED], t, v))
     torch.testing.assert_close(res[LOSS_DEPTH_GRAD], depth_gradient_loss(out[DEPTH_PRED], t, v))
     torch.testing.assert_close(res[LOSS_DEPTH_SSIM], depth_ssim_loss(out[DEPTH_PRED], t, v))
-    expected = mask_bce_dice(out[MASK_LOGITS], mask) + depth_loss(out[DEPTH_PRED], t, v)
+    torch.testing.assert_close(res[LOSS_DEPTH_LOG], depth_log_l1(out[DEPTH_PRED], t, v))
+    expected = (
+        mask_bce_dice(out[MASK_LOGITS], mask)
+        + depth_loss(out[DEPTH_PRED], t, v)
+        + depth_log_l1(out[DEPTH_PRED], t, v)
+    )
     torch.testing.assert_close(res[LOSS], expected)
+    # DenseDepth's own mix: log_weight=0
+    dense = MultiTaskLoss(log_weight=0.0)(out, batch)
+    torch.testing.assert_close(
+        dense[LOSS], mask_bce_dice(out[MASK_LOGITS], mask) + depth_loss(out[DEPTH_PRED], t, v)
+    )
+
+
+def test_depth_log_l1_known_values() -> None:
+    target = torch.full((1, 1, 4, 4), 2.0)
+    valid = torch.ones_like(target)
+    valid[..., 0, :] = 0
+    assert float(depth_log_l1(2 * target, target, valid)) == pytest.approx(math.log(2), rel=1e-6)
+    assert float(depth_log_l1(target / 4, target, valid)) == pytest.approx(math.log(4), rel=1e-6)
+    assert float(depth_log_l1(target, target, valid)) == 0.0
+    # unknown depth (0) never counts, and nothing valid gives 0, not NaN
+    assert float(depth_log_l1(target, torch.zeros_like(target))) == 0.0
 
 
 def test_relative_depth_keys_and_invariance() -> None:

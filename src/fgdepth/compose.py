@@ -121,7 +121,9 @@ def sample_geometry_placement(
     fh, fw = fg.size
     best: tuple[float, Placement] | None = None
     for _ in range(tries):
-        flat = int(cand[rng.integers(0, cand.size)])
+        # the nearer of two floor points: uniform pixels over-sample far, tiny people
+        a, b = (int(cand[i]) for i in rng.integers(0, cand.size, size=2))
+        flat = a if bg.depth.flat[a] <= bg.depth.flat[b] else b
         v, u = divmod(flat, bg_w)
         z = float(bg.depth[v, u])
         s = fy / (z * fg.px_per_m)  # sprite pixels -> image pixels

@@ -29,6 +29,7 @@ from fgdepth.data.schema import (
     LOSS,
     LOSS_DEPTH_GRAD,
     LOSS_DEPTH_L1,
+    LOSS_DEPTH_LOG,
     LOSS_DEPTH_SSI,
     LOSS_DEPTH_SSIM,
     LOSS_DEPTH_TOTAL,
@@ -151,6 +152,21 @@ def depth_l1(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | Non
     _check_same("pred", pred, "target", target)
     v = _valid_bool(valid, pred)
     return _masked_mean((pred.float() - target.float()).abs(), v)
+
+
+def depth_log_l1(
+    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None, eps: float = 1e-3
+) -> torch.Tensor:
+    """Mean |log(pred) - log(target)| over valid pixels: a relative error, the quantity AbsRel and delta1
+    measure, so a far wall and a near floor count alike.
+
+    Shape:
+        pred, target, valid: (B, 1, H, W) -> scalar
+    """
+    _check_same("pred", pred, "target", target)
+    v = _valid_bool(valid, pred) & (target > 0)
+    diff = torch.log(pred.float().clamp_min(eps)) - torch.log(target.float().clamp_min(eps))
+    return _masked_mean(diff.abs(), v)
 
 
 def depth_gradient_loss(
@@ -321,8 +337,9 @@ class MultiTaskLoss(nn.Module):
     ``depth_grad``, ``depth_ssim``, ``mask_total``, ``depth_total``, ``w_mask``, ``w_depth`` (effective task
     weights), and ``depth_ssi`` when ``depth_kind="relative"``.
 
-    * ``depth_kind="metric"``: depth = l1_weight * L1 + grad_weight * grad + ssim_weight * (1 - SSIM) / 2
-      (DenseDepth: 0.1, 1, 1), SSIM with ``data_range=depth_range`` metres.
+    * ``depth_kind="metric"``: depth = l1_weight * L1 + log_weight * log-L1 + grad_weight * grad
+      + ssim_weight * (1 - SSIM) / 2 (DenseDepth's mix is 0.1, 0, 1, 1; the log term, default 1, targets the
+      relative error that AbsRel and delta1 measure), SSIM with ``data_range=depth_range`` metres.
     * ``depth_kind="relative"``: the prediction is first aligned per image by least-squares scale and shift;
       depth = ssi_weight * depth_ssi + grad_weight * grad + ssim_weight * (1 - SSIM) / 2, all on the aligned
       prediction (SSIM range: each image's largest target). ``depth_l1`` is then the unaligned L1, logged only.
@@ -346,6 +363,7 @@ class MultiTaskLoss(nn.Module):
         grad_weight: float = 1.0,
         ssim_weight: float = 1.0,
         ssi_weight: float = 1.0,
+        log_weight: float = 1.0,
         depth_range: float = 10.0,
     ) -> None:
         super().__init__()
@@ -362,6 +380,7 @@ class MultiTaskLoss(nn.Module):
             ssim_weight,
             ssi_weight,
         )
+        self.log_weight = log_weight
         self.depth_range = depth_range
         self.log_vars = nn.Parameter(torch.zeros(2)) if weighting == "uncertainty" else None
 
@@ -370,7 +389,7 @@ class MultiTaskLoss(nn.Module):
 
     def _depth_terms(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         zero = pred.sum() * 0.0
-        names = [LOSS_DEPTH_L1, LOSS_DEPTH_GRAD, LOSS_DEPTH_SSIM, LOSS_DEPTH_TOTAL]
+        names = [LOSS_DEPTH_L1, LOSS_DEPTH_GRAD, LOSS_DEPTH_SSIM, LOSS_DEPTH_LOG, LOSS_DEPTH_TOTAL]
         if self.depth_kind == "relative":
             names.append(LOSS_DEPTH_SSI)
         if DEPTH not in batch:
@@ -380,13 +399,17 @@ class MultiTaskLoss(nn.Module):
         if self.depth_kind == "metric":
             out[LOSS_DEPTH_GRAD] = depth_gradient_loss(pred, target, valid)
             out[LOSS_DEPTH_SSIM] = depth_ssim_loss(pred, target, valid, self.depth_range)
-            first = self.l1_weight * out[LOSS_DEPTH_L1]
+            out[LOSS_DEPTH_LOG] = depth_log_l1(pred, target, valid)
+            first = self.l1_weight * out[LOSS_DEPTH_L1] + self.log_weight * out[LOSS_DEPTH_LOG]
         else:
             scale, shift = align_scale_shift(pred, target, valid)
             aligned = scale.view(-1, 1, 1, 1) * pred.float() + shift.view(-1, 1, 1, 1)
             out[LOSS_DEPTH_SSI] = depth_l1(aligned, target, valid)
             out[LOSS_DEPTH_GRAD] = depth_gradient_loss(aligned, target, valid)
             out[LOSS_DEPTH_SSIM] = depth_ssim_loss(aligned, target, valid, None)
+            out[LOSS_DEPTH_LOG] = depth_log_l1(
+                pred, target, valid
+            )  # logged only: relative depth has no scale
             first = self.ssi_weight * out[LOSS_DEPTH_SSI]
         out[LOSS_DEPTH_TOTAL] = (
             first + self.grad_weight * out[LOSS_DEPTH_GRAD] + self.ssim_weight * out[LOSS_DEPTH_SSIM]
@@ -402,7 +425,9 @@ class MultiTaskLoss(nn.Module):
         with torch.autocast(device_type=device_type, enabled=False):
             return self._forward(outputs, batch)
 
-    def _forward(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _forward(
+        self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         logits = outputs[MASK_LOGITS].float()
         pred = outputs[DEPTH_PRED].float()
         mask = resize_mask(batch[MASK], tuple(logits.shape[-2:]))

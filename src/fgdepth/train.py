@@ -79,7 +79,11 @@ class MemoryDataset(Dataset):
     def __init__(self, source: ShardDataset | FolderDataset, cache_size: int):
         import cv2
 
-        samples = source.iter_numpy() if isinstance(source, ShardDataset) else map(source.load_numpy, range(len(source)))
+        samples = (
+            source.iter_numpy()
+            if isinstance(source, ShardDataset)
+            else map(source.load_numpy, range(len(source)))
+        )
         bgs, comps, masks, depths, keys = [], [], [], [], []
         size = (cache_size, cache_size)
         for s in samples:
@@ -89,7 +93,11 @@ class MemoryDataset(Dataset):
             comps.append(cv2.resize(s[schema.COMPOSITE], size, interpolation=interp))
             masks.append(cv2.resize(s[schema.MASK].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST))
             d = s[schema.DEPTH]
-            depths.append(np.zeros(size, np.float32) if d is None else cv2.resize(d, size, interpolation=cv2.INTER_NEAREST))
+            depths.append(
+                np.zeros(size, np.float32)
+                if d is None
+                else cv2.resize(d, size, interpolation=cv2.INTER_NEAREST)
+            )
             keys.append(s[schema.KEY])
         if not keys:
             raise ValueError("no samples to cache")

@@ -192,11 +192,11 @@ class AugmentConfig:
     white_balance: float = 0.08
     shot_exposure: float = 0.08  # per-shot differences (light changes between the shots)
     shot_white_balance: float = 0.03
-    noise_std: float = 0.025  # max per-shot Gaussian noise
+    noise_std: float = 0.02  # max per-shot Gaussian noise
     blur_p: float = 0.3
     blur_sigma: float = 1.0
-    jpeg_p: float = 0.7
-    jpeg_quality: tuple[int, int] = (35, 95)
+    jpeg_p: float = 0.5
+    jpeg_quality: tuple[int, int] = (50, 95)
 
 
 class BatchAugment(torch.nn.Module):

@@ -172,7 +172,10 @@ class ShardDataset(IterableDataset):
 
     def _rank_world(self) -> tuple[int, int]:
         rank, world = _dist_rank_world()
-        return (self.rank if self.rank is not None else rank, self.world_size if self.world_size is not None else world)
+        return (
+            self.rank if self.rank is not None else rank,
+            self.world_size if self.world_size is not None else world,
+        )
 
     def shards_for_this_process(self) -> list[Path]:
         shards = list(self.shards)
@@ -207,7 +210,9 @@ class ShardDataset(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         rng = random.Random(f"{self.seed}-{self.epoch}-{info.id if info else 0}")
-        samples = _shuffle_buffer(self.iter_numpy(), self.buffer_size, rng) if self.shuffle else self.iter_numpy()
+        samples = (
+            _shuffle_buffer(self.iter_numpy(), self.buffer_size, rng) if self.shuffle else self.iter_numpy()
+        )
         for s in samples:
             yield to_tensors(self.transform(s) if self.transform else s)
 

@@ -71,6 +71,13 @@ class DualUNetConfig:
     max_depth: float | None = None
     # The depth head's bias starts at this value (metres): typical indoor distance, speeds the first epochs.
     init_depth: float = 3.0
+    # > 0: a full-resolution refinement guided by [bg, comp, |comp - bg|] before the heads, so outputs are at the
+    # input resolution whatever output_stride is. Thin limbs: a 48 px mask caps IoU near 0.89 on 160 px truth,
+    # a 96 px one near 0.98 (measured on the procedural test split); running the stems at stride 1 costs 3x.
+    refine_channels: int = 0
+    # The mask head's bias starts at logit(prior): people cover a few % of the image; starting at 0.5 wastes the
+    # first hundreds of steps unlearning it.
+    mask_prior: float = 0.05
 
     def __post_init__(self) -> None:
         # JSON / YAML give lists; the dataclass holds tuples so configs compare and hash alike.
@@ -97,6 +104,10 @@ class DualUNetConfig:
             raise ValueError("input_mean and input_std must be 3 values each, std > 0")
         if self.max_depth is not None and not 0 < self.init_depth < self.max_depth:
             raise ValueError(f"init_depth {self.init_depth} must lie in (0, max_depth={self.max_depth})")
+        if self.refine_channels < 0:
+            raise ValueError(f"refine_channels must be >= 0, got {self.refine_channels}")
+        if not 0 < self.mask_prior < 1:
+            raise ValueError(f"mask_prior must be in (0, 1), got {self.mask_prior}")
         if self.init_depth <= 0:
             raise ValueError(f"init_depth must be > 0, got {self.init_depth}")
 
@@ -256,7 +267,8 @@ class DualUNet(nn.Module):
         composite: (B, 3, H, W) float32 in [0, 1], same camera, with people
         mask_logits: (B, 1, h, w) float32 raw logits (sigmoid > 0.5 is foreground)
         depth: (B, 1, h, w) float32 >= 0, metres (or relative units when trained so)
-        with h = ceil(H / output_stride), w = ceil(W / output_stride). Outputs are float32 under autocast too.
+        with h = ceil(H / output_stride), w = ceil(W / output_stride) (h, w = H, W with refine_channels > 0).
+        Outputs are float32 under autocast too.
     """
 
     def __init__(self, config: DualUNetConfig | None = None) -> None:
@@ -271,7 +283,14 @@ class DualUNet(nn.Module):
         else:
             p = cfg.init_depth / cfg.max_depth
             depth_bias = math.log(p / (1 - p))  # logit
-        self.mask_head = Head(c, cfg.norm, cfg.act)
+        self.refine_guide: nn.Module | None = None
+        if cfg.refine_channels:
+            r = cfg.refine_channels
+            self.refine_guide = ConvNormAct(9, r, 3, norm=cfg.norm, act=cfg.act)
+            self.refine_fuse = ConvNormAct(c + r, r, 3, norm=cfg.norm, act=cfg.act)
+            c = r
+        mask_bias = math.log(cfg.mask_prior / (1 - cfg.mask_prior))
+        self.mask_head = Head(c, cfg.norm, cfg.act, bias_init=mask_bias)
         self.depth_head = Head(c, cfg.norm, cfg.act, bias_init=depth_bias)
         # Non-persistent: rebuilt from the config, follow .to(device), not duplicated in the state dict.
         self.register_buffer("mean", torch.tensor(cfg.input_mean).view(1, 3, 1, 1), persistent=False)
@@ -287,11 +306,12 @@ class DualUNet(nn.Module):
 
     @property
     def output_stride(self) -> int:
-        return self.config.output_stride
+        """Input size / output size: 1 with refinement, else the config's output_stride."""
+        return 1 if self.config.refine_channels else self.config.output_stride
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """Size (h, w) of the outputs for inputs of size (height, width)."""
-        s = self.config.output_stride
+        s = self.output_stride
         return -(-height // s), -(-width // s)
 
     @staticmethod
@@ -315,6 +335,10 @@ class DualUNet(nn.Module):
         bg = (background - self.mean) / self.std
         comp = (composite - self.mean) / self.std
         x = self.decoder(self.encoder(bg, comp))
+        if self.refine_guide is not None:
+            guide = self.refine_guide(torch.cat([bg, comp, (comp - bg).abs()], dim=1))
+            x = F.interpolate(x, size=guide.shape[-2:], mode="bilinear", align_corners=False)
+            x = self.refine_fuse(torch.cat([x, guide], dim=1))
         mask_logits = self.mask_head(x).float()
         raw = self.depth_head(x).float()
         if self.config.max_depth is None:

@@ -19,7 +19,7 @@ from typing import Any
 from fgdepth.model.dual_unet import DualUNet, DualUNetConfig
 
 _PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {},  # the DualUNetConfig defaults
+    "tiny": {"refine_channels": 8},  # the DualUNetConfig defaults + full-resolution refinement (thin limbs)
     "small": {
         "stem_channels": 24,
         "encoder_channels": (32, 64, 112, 160),
