@@ -73,11 +73,12 @@ def test_runner_matches_torch(exported: tuple[torch.nn.Module, Path, dict]) -> N
         ref = model(bg, comp)
     model.train()
     got = runner(bg, comp.numpy())  # tensors and arrays both accepted
+    h, w = model.output_size(50, 38)
     for k in (MASK_LOGITS, DEPTH_PRED):
-        assert got[k].shape == (2, 1, 25, 19) and got[k].dtype == np.float32
+        assert got[k].shape == (2, 1, h, w) and got[k].dtype == np.float32
         np.testing.assert_allclose(got[k], ref[k].numpy(), atol=1e-4, rtol=0)
     single = runner(bg[0].numpy(), comp[0].numpy())
-    assert single[DEPTH_PRED].shape == (1, 1, 25, 19)
+    assert single[DEPTH_PRED].shape == (1, 1, h, w)
     with pytest.raises(ValueError, match="differ in shape"):
         runner(bg, comp[:, :, :40])
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):

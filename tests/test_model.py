@@ -124,11 +124,28 @@ class TestBase(BaseModelTest):
 @pytest.mark.parametrize("fusion", ["concat", "diff", "both"])
 @pytest.mark.parametrize("stride", [1, 2, 4])
 def test_fusion_and_output_stride(fusion: str, stride: int) -> None:
-    model = create_model("tiny", fusion=fusion, output_stride=stride).eval()
+    model = create_model("tiny", fusion=fusion, output_stride=stride, refine_channels=0).eval()
     with torch.no_grad():
         out = model(*_inputs(1, 97, 131))
     expected = (1, 1, -(-97 // stride), -(-131 // stride))
     assert out[MASK_LOGITS].shape == expected == out[DEPTH_PRED].shape
+    assert model.output_size(97, 131) == expected[2:]
+
+
+@pytest.mark.parametrize("stride", [2, 4])
+def test_refinement_gives_full_resolution_outputs(stride: int) -> None:
+    model = create_model("tiny", output_stride=stride, refine_channels=6).eval()
+    with torch.no_grad():
+        out = model(*_inputs(2, 97, 131))
+    assert out[MASK_LOGITS].shape == (2, 1, 97, 131) == out[DEPTH_PRED].shape
+    assert model.output_stride == 1 and model.output_size(97, 131) == (97, 131)
+
+
+def test_mask_head_starts_at_the_prior() -> None:
+    model = create_model("tiny", mask_prior=0.05).eval()
+    with torch.no_grad():
+        p = torch.sigmoid(model(*_inputs(1, 32, 32))[MASK_LOGITS])
+    assert abs(float(p.mean()) - 0.05) < 0.02
 
 
 def test_bounded_depth_and_init() -> None:

@@ -137,8 +137,9 @@ def _source_dataset(cfg: TrainConfig, selection: str, train: bool) -> Dataset:
         return OnTheFlyDataset(root, selection)
     if manifest is not None and manifest["format"] == "webdataset":
         # the memory cache holds the whole selection on every rank (a DistributedSampler splits it); streamed
-        # shards are split by rank and worker inside ShardDataset
-        whole = {"rank": 0, "world_size": 1} if source == "memory" else {}
+        # training shards are split by rank and worker inside ShardDataset; every rank evaluates the whole
+        # (small) val/test selection, so the ranks' metric all-reduces always match
+        whole = {"rank": 0, "world_size": 1} if (source == "memory" or not train) else {}
         streamed = {"shuffle": train, "equal_split": train} if source == "shards" else {}
         base: Dataset = ShardDataset(root, selection, seed=cfg.seed, **whole, **streamed)
     else:
@@ -236,6 +237,10 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
             self._val = M.MetricAccumulator()
 
         def on_train_start(self) -> None:
+            # resuming with a larger step budget: the restored one-cycle schedule stretches to the new end
+            sched = self.lr_schedulers()
+            if sched is not None and hasattr(sched, "total_steps"):
+                sched.total_steps = max(sched.total_steps, self._total_steps())
             # which shards this rank streams: a record for users, and the proof that DDP ranks differ
             ds = self.trainer.train_dataloader.dataset
             if isinstance(ds, ShardDataset):
@@ -313,14 +318,21 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
         def on_test_epoch_end(self) -> None:
             self._log_epoch("test")
 
-        def configure_optimizers(self):
-            params = list(self.model.parameters()) + list(self.loss_fn.parameters())
-            opt = torch.optim.AdamW(params, lr=self.tc["lr"], weight_decay=self.tc["weight_decay"])
+        def _total_steps(self) -> int:
             total = self.trainer.estimated_stepping_batches
             if not math.isfinite(total) or total <= 0 or total > 10**7:
                 total = self.tc.get("planned_steps") or 10_000
+            return int(total) + 1
+
+        def configure_optimizers(self):
+            params = list(self.model.parameters()) + list(self.loss_fn.parameters())
+            opt = torch.optim.AdamW(params, lr=self.tc["lr"], weight_decay=self.tc["weight_decay"])
             sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=self.tc["lr"], total_steps=int(total) + 1, pct_start=0.15, anneal_strategy="cos"
+                opt,
+                max_lr=self.tc["lr"],
+                total_steps=self._total_steps(),
+                pct_start=0.15,
+                anneal_strategy="cos",
             )
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
@@ -453,6 +465,8 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
         ckpt_path=ckpt_path,
     )
     train_seconds = time.time() - t0
+    # last.ckpt = the state at the end, whatever the validation cadence (resume continues from here)
+    trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
     best_path = best.best_model_path or best.last_model_path
     results = trainer.test(
         module, dataloaders=dm.test_dataloader(), ckpt_path=best_path or None, verbose=False
