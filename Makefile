@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= teacher,onnx,dev
+EXTRAS ?= teacher,onnx,ray,dev
 
 .PHONY: demo test test-slow bench lint clean
 

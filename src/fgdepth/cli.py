@@ -107,7 +107,11 @@ def make_dataset_cmd(
     jpeg_quality: int = typer.Option(90, help="Composite JPEG quality."),
     limit: int | None = typer.Option(None, help="Only a seeded random subset of this many samples."),
     seed: int = typer.Option(0, help="Global seed."),
-    workers: int = typer.Option(2, help="Worker processes."),
+    workers: int = typer.Option(2, help="Worker processes (local engine) or CPUs of a local Ray instance."),
+    engine: str = typer.Option("local", help="local | ray (shards become Ray tasks; same bytes)."),
+    ray_address: str | None = typer.Option(
+        None, help="Ray cluster address (default: start a local instance)."
+    ),
     strict: bool = typer.Option(False, help="Abort on unreadable inputs instead of skipping them."),
     overwrite: bool = typer.Option(False, help="Replace a dataset made with other settings."),
 ) -> None:
@@ -145,6 +149,8 @@ def make_dataset_cmd(
         limit=limit,
         seed=seed,
         workers=workers,
+        engine=engine,
+        ray_address=ray_address,
         strict=strict,
     )
     try:

@@ -81,6 +81,8 @@ class FactoryConfig:
     seed: int = 0
     # run-time only (not part of the dataset's identity)
     workers: int = 2
+    engine: str = "local"  # "local" (processes on this machine) | "ray" (tasks on a Ray cluster): same bytes
+    ray_address: str | None = None  # None: start a local Ray instance with `workers` CPUs
     strict: bool = False  # abort on the first unreadable input instead of skipping it
     teacher_batch: int = 8
     extra: dict[str, Any] = field(default_factory=dict)
@@ -108,7 +110,7 @@ class FactoryConfig:
     def identity(self) -> dict[str, Any]:
         """The settings that decide the output; a rerun must match them to resume."""
         d = to_dict(self)
-        for k in ("workers", "strict", "teacher_batch", "extra"):
+        for k in ("workers", "strict", "teacher_batch", "extra", "engine", "ray_address"):
             d.pop(k)
         d["placement"] = self.resolved_placement()
         d["depth"] = self.resolved_depth()
@@ -139,6 +141,7 @@ class FactoryConfig:
             (1 <= self.jpeg_quality <= 100, "--jpeg-quality must be in [1, 100]"),
             (self.limit is None or self.limit >= 1, "--limit must be >= 1"),
             (self.workers >= 1, "--workers must be >= 1"),
+            (self.engine in ("local", "ray"), f"unknown --engine {self.engine!r}; valid: local, ray"),
             (self.teacher_batch >= 1, "--teacher-batch must be >= 1"),
             (self.teacher_size is None or self.teacher_size >= 1, "--teacher-size must be >= 1"),
             (self.num_bg >= 1 and self.num_fg >= 1, "--num-bg and --num-fg must be >= 1"),

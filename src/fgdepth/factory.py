@@ -582,6 +582,9 @@ def _run_units(root: Path, cfg: FactoryConfig, todo: list[Unit]) -> Iterator[dic
     _WORKER.clear()
     # per-composite teacher labels run in this process: one model (CUDA cannot be forked, and the model's own
     # threads already use every core); composing is ~1% of a sample's time next to the teacher's pass
+    if cfg.engine == "ray":
+        yield from _run_units_ray(cfg, tasks)
+        return
     if cfg.workers <= 1 or len(todo) <= 1 or _per_composite(cfg):
         for t in tasks:
             yield _worker_unit(t)
@@ -589,6 +592,32 @@ def _run_units(root: Path, cfg: FactoryConfig, todo: list[Unit]) -> Iterator[dic
     ctx = mp.get_context("fork")
     with ctx.Pool(min(cfg.workers, len(todo))) as pool:
         yield from pool.imap_unordered(_worker_unit, tasks)
+
+
+def _run_units_ray(cfg: FactoryConfig, tasks: list) -> Iterator[dict]:
+    """Units as Ray tasks (one per shard), results in completion order; the driver writes the records, so
+    resume works as with the local engine. Every node must see ``out`` at the same path (a shared filesystem).
+    With per-composite teacher labels, each task loads the teacher once and asks for a GPU when the cluster has
+    one."""
+    import ray
+
+    if not ray.is_initialized():
+        if cfg.ray_address:
+            ray.init(address=cfg.ray_address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=cfg.workers, include_dashboard=False, log_to_driver=False)
+    options: dict = {"num_cpus": 1, "max_retries": 2}
+    if _per_composite(cfg) and ray.cluster_resources().get("GPU", 0) >= 1:
+        options["num_gpus"] = 1
+    remote = ray.remote(_worker_unit).options(**options)
+    pending = [remote.remote(t) for t in tasks]
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(done[0])
+    finally:
+        for ref in pending:  # an aborted run (error, Ctrl-C) leaves no task writing behind our back
+            ray.cancel(ref, force=True)
 
 
 def _done_record(root: Path, cfg: FactoryConfig, unit: Unit) -> dict | None:
