@@ -33,7 +33,7 @@ from fgdepth.world import World, load_world, make_ids, quantise_background, stor
 # Stream tags so different kinds of draws from the same (seed, index) never share a generator.
 _STREAM_SAMPLE, _STREAM_SPLIT, _STREAM_ROOM, _STREAM_PERSON, _STREAM_LIMIT = 11, 12, 13, 14, 15
 # Statistics look at every STATS_STRIDE-th pixel in each direction: cheap, deterministic, plenty for mean/std.
-STATS_STRIDE = 4
+STATS_STRIDE = 8
 
 
 class DatasetExistsError(RuntimeError):
