@@ -71,13 +71,15 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="comma-separated subset of the benchmark names")
     ap.add_argument("--out", type=Path, default=HERE)
     args = ap.parse_args()
+    previous = args.out / "results.json"
+    # --only refreshes some figures and keeps the others (each keeps its own date)
     results: dict[str, dict] = {}
-    sections: list[str] = []
+    if args.only and previous.is_file():
+        results = json.loads(previous.read_text())["results"]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         cmds = _cmds(tmp, args.quick)
-        names = args.only.split(",") if args.only else list(cmds)
-        for name in names:
+        for name in args.only.split(",") if args.only else list(cmds):
             cmd = cmds[name]
             shown = " ".join(["python", *(Path(c).name if c.endswith(".py") else c for c in cmd[1:])])
             shown = shown.replace(str(tmp) + "/", "")
@@ -88,29 +90,24 @@ def main() -> None:
             print(proc.stdout[-4000:], flush=True)
             if proc.returncode != 0:
                 print(proc.stderr[-3000:], file=sys.stderr)
-            data = None
             jpath = tmp / f"{name}.json"
-            if jpath.is_file():
-                data = json.loads(jpath.read_text())
             results[name] = {
                 "command": shown,
                 "returncode": proc.returncode,
                 "wall_s": round(wall, 1),
-                "data": data,
+                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "output": proc.stdout.strip() or proc.stderr.strip()[-2000:],
+                "data": json.loads(jpath.read_text()) if jpath.is_file() else None,
             }
-            body = proc.stdout.strip() or proc.stderr.strip()[-2000:]
-            sections.append(
-                f"## {name}\n\n`{shown}` (exit {proc.returncode}, {wall:.0f} s)\n\n```\n{body}\n```\n"
-            )
     demo = Path("runs/demo/demo.json")
     if demo.is_file():
         summary = json.loads(demo.read_text())
-        results["demo"] = {"command": "make demo", "data": summary}
-        sections.append(
-            "## demo\n\n`make demo` (last run in runs/demo)\n\n```\n"
-            + json.dumps(summary, indent=2)
-            + "\n```\n"
-        )
+        results["demo"] = {"command": "make demo", "output": json.dumps(summary, indent=2), "data": summary}
+    sections = [
+        f"## {name}\n\n`{r['command']}` ({r.get('date', '')}, exit {r.get('returncode', 0)}, {r.get('wall_s', '-')} s)"
+        f"\n\n```\n{r.get('output', '')}\n```\n"
+        for name, r in results.items()
+    ]
     info = machine()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps({"machine": info, "results": results}, indent=2) + "\n")

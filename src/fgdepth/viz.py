@@ -11,7 +11,6 @@ import csv
 import io
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from fgdepth.data.codec import atomic_write_bytes
 from fgdepth.metrics import to_numpy
 
 Color = tuple[int, int, int]
@@ -445,19 +445,7 @@ def prediction_grid(
 
 
 # --- files -------------------------------------------------------------------------------------------
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+write_atomic = atomic_write_bytes  # one atomic writer for the project (fgdepth.data.codec)
 
 
 def save_png(path: str | os.PathLike[str], rgb: Any) -> Path:

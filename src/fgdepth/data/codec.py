@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -104,13 +105,20 @@ def read_bytes(path: str | Path) -> bytes:
         return f.read()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write under a temporary name, then rename: a reader never sees half a file."""
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write under a unique temporary name in the same folder, then rename: a reader never sees half a file, and
+    a failed write leaves no temporary behind (a killed one leaves ``.<name>.*.tmp``, which resumes remove)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
