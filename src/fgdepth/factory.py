@@ -17,7 +17,7 @@ import multiprocessing as mp
 import os
 import shutil
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,6 +229,26 @@ def tar_end(offset: int) -> bytes:
     return b"\0" * (2 * _TAR_BLOCK + (-(offset + 2 * _TAR_BLOCK) % _TAR_RECORD))
 
 
+def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> tuple[str, int]:
+    """Write a tar of (name, bytes) members under a temporary name, fsync, rename; return (sha256, bytes)."""
+    digest = hashlib.sha256()
+    tmp = path.with_name(f".{path.name}.tmp")
+    offset = 0
+    with open(tmp, "wb") as raw:
+        for name, data in members:
+            for chunk in tar_member(name, data):
+                raw.write(chunk)
+                digest.update(chunk)
+                offset += len(chunk)
+        end = tar_end(offset)
+        raw.write(end)
+        digest.update(end)
+        raw.flush()
+        os.fsync(raw.fileno())
+    os.replace(tmp, path)
+    return digest.hexdigest(), path.stat().st_size
+
+
 class _Stats:
     """Running sums for the manifest: composite mean/std per channel, depth min/max/mean/std."""
 
@@ -306,29 +326,20 @@ def write_unit(
         for s, d in zip(samples, depth_fn([s.composed.composite for s in samples])):
             s.composed.depth = d
     stats = _Stats()
-    digest = hashlib.sha256()
     scale = composer.world.depth_scale
     if cfg.format == "webdataset":
         final = unit_path(root, cfg, unit)
-        tmp = final.with_name(f".{final.name}.tmp")
-        offset = 0
-        with open(tmp, "wb") as raw:
+
+        def members() -> Iterator[tuple[str, bytes]]:
             for s in samples:
                 stats.add(s.composed)
                 for ext, data in _encode_sample(s, cfg, scale).items():
-                    for chunk in tar_member(f"{s.stem}.{ext}", data):
-                        raw.write(chunk)
-                        digest.update(chunk)
-                        offset += len(chunk)
-            end = tar_end(offset)
-            raw.write(end)
-            digest.update(end)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, final)
-        nbytes = final.stat().st_size
+                    yield f"{s.stem}.{ext}", data
+
+        sha, nbytes = write_tar(final, members())
         path = str(final.relative_to(root))
     else:
+        digest = hashlib.sha256()
         nbytes = 0
         for s in samples:
             stats.add(s.composed)
@@ -337,14 +348,14 @@ def write_unit(
                 codec.atomic_write_bytes(root / folder / f"{s.stem}{suffix}", data)
                 digest.update(f"{folder}/{s.stem}{suffix}:".encode() + hashlib.sha256(data).digest())
                 nbytes += len(data)
-        path = None
+        sha, path = digest.hexdigest(), None
     return {
         "name": unit.name,
         "group": unit.group,
         "count": len(samples),
         "path": path,
         "bytes": nbytes,
-        "sha256": digest.hexdigest(),
+        "sha256": sha,
         "keys_sha256": hashlib.sha256("\n".join(s.stem for s in samples).encode()).hexdigest(),
         "keys": [s.stem for s in samples],
         "stats": stats.record(),

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -344,25 +343,14 @@ def _rewrite_shard(
     path: Path, samples: list[tuple[str, dict[str, bytes]]], depths: list[bytes]
 ) -> tuple[str, int]:
     """Write the shard again with depth members under a temporary name, then rename; (sha256, bytes)."""
-    from fgdepth.factory import tar_end, tar_member
+    from fgdepth.factory import write_tar
 
-    digest = hashlib.sha256()
-    tmp = path.with_name(f".{path.name}.tmp")
-    offset = 0
-    with open(tmp, "wb") as raw:
-        for (key, files), depth in zip(samples, depths, strict=True):
-            for ext, data in _with_depth(files, depth):
-                for chunk in tar_member(f"{key}.{ext}", data):
-                    raw.write(chunk)
-                    digest.update(chunk)
-                    offset += len(chunk)
-        end = tar_end(offset)
-        raw.write(end)
-        digest.update(end)
-        raw.flush()
-        os.fsync(raw.fileno())
-    os.replace(tmp, path)
-    return digest.hexdigest(), path.stat().st_size
+    members = (
+        (f"{key}.{ext}", data)
+        for (key, files), depth in zip(samples, depths, strict=True)
+        for ext, data in _with_depth(files, depth)
+    )
+    return write_tar(path, members)
 
 
 def _write_folder_depth(
