@@ -12,6 +12,8 @@ import pytest
 
 from fgdepth.config import FactoryConfig
 
+pytest_plugins = ["eval_helpers"]  # shared fixtures: model_file, no_onednn
+
 # (height, width, suffix) of the test backgrounds: several sizes and aspect ratios, three formats
 BG_SPECS = [
     (64, 80, ".jpg"),

@@ -3,10 +3,12 @@ reference layout with images of several sizes (one sample without depth)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from fgdepth.model import create_model, save_model
@@ -84,3 +86,19 @@ def cached_onnx_file(tmp_path_factory) -> Path:  # noqa: ANN001 - pytest.TempPat
         export_onnx(load_model(cached_model_file(tmp_path_factory)), path, size=64)
         _CACHE["onnx"] = path
     return _CACHE["onnx"]
+
+
+@pytest.fixture(scope="module")
+def no_onednn() -> Iterator[None]:
+    """oneDNN spends ~1-3 s preparing each new input shape on this 2-core machine; the tests' tiny images run
+    faster without it (same maths). Modules opt in with ``pytestmark = pytest.mark.usefixtures("no_onednn")``."""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    yield
+    torch.backends.mkldnn.enabled = before
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight tiny model saved as safetensors (one per session)."""
+    return cached_model_file(tmp_path_factory)

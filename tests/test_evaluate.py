@@ -6,40 +6,18 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from eval_helpers import (
-    NO_DEPTH,
-    REF_SIZES,
-    cached_model_file,
-    cached_onnx_file,
-    scene,
-    write_reference_folder,
-)
+from eval_helpers import NO_DEPTH, REF_SIZES, cached_onnx_file, scene, write_reference_folder
 from fgdepth.cli import app
 from fgdepth.evaluate import evaluate, evaluate_predictions, resolve_align, score_sample
 from fgdepth.metrics import HEADLINE_KEYS
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _no_onednn() -> Iterator[None]:
-    """oneDNN spends ~1-3 s preparing each new input shape on this 2-core machine; the tests' tiny images run
-    faster without it (same maths)."""
-    before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    yield
-    torch.backends.mkldnn.enabled = before
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return cached_model_file(tmp_path_factory)
+pytestmark = pytest.mark.usefixtures("no_onednn")
 
 
 @pytest.fixture(scope="module")

@@ -3,35 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from eval_helpers import cached_model_file, cached_onnx_file, scene
+from eval_helpers import cached_onnx_file, scene
 from fgdepth.cli import app
 from fgdepth.predict import Predictor, model_input_size
 
+pytestmark = pytest.mark.usefixtures("no_onednn")
+
 KINDS = ("mask", "depth", "depth_color", "overlay")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _no_onednn() -> Iterator[None]:
-    """oneDNN spends ~1-3 s preparing each new input shape on this 2-core machine; the tests' tiny images run
-    faster without it (same maths)."""
-    before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    yield
-    torch.backends.mkldnn.enabled = before
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return cached_model_file(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

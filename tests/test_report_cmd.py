@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,7 @@ from fgdepth.cli import app
 from fgdepth.model import load_model
 from fgdepth.report import make_report
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _no_onednn() -> Iterator[None]:
-    """oneDNN spends ~1-3 s preparing each new input shape on this 2-core machine; the tests' tiny images run
-    faster without it (same maths)."""
-    before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    yield
-    torch.backends.mkldnn.enabled = before
+pytestmark = pytest.mark.usefixtures("no_onednn")
 
 
 @pytest.fixture(scope="module")
