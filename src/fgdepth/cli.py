@@ -176,6 +176,15 @@ def label_depth_cmd(
     teacher_batch: int = typer.Option(8, help="Teacher batch size."),
     overwrite_depth: bool = typer.Option(False, help="Replace the depth the dataset already has."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    engine: str = typer.Option(
+        "local", help="local | ray (units in Ray actors: one teacher load each, a GPU each)."
+    ),
+    workers: int = typer.Option(
+        2, help="Ray engine without GPUs: CPU actors (and CPUs of a local instance)."
+    ),
+    ray_address: str | None = typer.Option(
+        None, help="Ray cluster address (default: start a local instance)."
+    ),
 ) -> None:
     """Add or replace depth in an existing dataset with a depth teacher (resumable: rerun after a stop)."""
     from fgdepth.data.verify import summary_lines
@@ -187,6 +196,7 @@ def label_depth_cmd(
             manifest = label_depth(
                 data, teacher, mode=teacher_mode, input_size=teacher_size, batch_size=teacher_batch,
                 overwrite_depth=overwrite_depth, device=_device(device), progress=update,
+                engine=engine, workers=workers, ray_address=ray_address,
             )  # fmt: skip
     except (ValueError, FileNotFoundError, TeacherError) as err:
         _fail(str(err))

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,8 +121,14 @@ def label_depth(
     overwrite_depth: bool = False,
     device: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    engine: str = "local",
+    workers: int = 2,
+    ray_address: str | None = None,
 ) -> dict:
     """Add (or with ``overwrite_depth`` replace) depth labels in the dataset at ``root``; return its manifest.
+
+    ``engine="ray"`` labels the units in Ray actors (one teacher load per actor, one GPU each when the cluster
+    has GPUs, else ``workers`` CPU actors); the output and the resume points are the local engine's.
 
     Webdataset shards are rewritten with ``<stem>.depth.png`` members (every other member byte-identical) under
     a temporary name, then renamed; the folder format gets ``bg_fg_depth/<stem>.png``. Background labels go to
@@ -162,19 +168,78 @@ def label_depth(
     if progress:
         progress(done, total)
     records = {}
+    pending = []
     for unit in manifest["units"]:
         record = _finished(root, manifest, unit, job)
         if record is None:
-            if mode == "per-composite":
-                depth_fn = _per_composite_fn(get_teacher())
-            else:
-                depth_fn = _background_once_fn(bg_depth)
-            record = _label_unit(root, manifest, unit, job, depth_fn)
-        records[unit["name"]] = record
-        done += unit["count"]
+            pending.append(unit)
+        else:
+            records[unit["name"]] = record
+            done += unit["count"]
+    if progress:
+        progress(done, total)
+    if engine == "ray":
+        teacher_args = (str(teacher_path), input_size, batch_size, device)
+        labelled = _label_units_ray(root, manifest, pending, job, mode, teacher_args, workers, ray_address)
+    else:
+        labelled = (
+            _label_unit(root, manifest, u, job, _depth_fn(mode, get_teacher, bg_depth)) for u in pending
+        )
+    counts = {u["name"]: u["count"] for u in pending}
+    for record in labelled:
+        records[record["name"]] = record
+        done += counts[record["name"]]
         if progress:
             progress(done, total)
     return _finish(root, manifest, job, records)
+
+
+def _depth_fn(mode: str, get_teacher: Callable[[], Any], bg_depth: dict[str, np.ndarray]) -> DepthFn:
+    return _per_composite_fn(get_teacher()) if mode == "per-composite" else _background_once_fn(bg_depth)
+
+
+def _label_units_ray(
+    root: Path,
+    manifest: dict,
+    units: list[dict],
+    job: dict,
+    mode: str,
+    teacher_args: tuple,
+    workers: int,
+    ray_address: str | None,
+) -> Iterator[dict]:
+    """Label ``units`` in Ray actors; yields each unit's marker as it completes."""
+    import ray
+
+    if not units:
+        return
+    if not ray.is_initialized():
+        if ray_address:
+            ray.init(address=ray_address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    gpus = int(ray.cluster_resources().get("GPU", 0)) if mode == "per-composite" else 0
+    n_actors = max(1, min(len(units), gpus or workers))
+    options = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+
+    class _Labeller:
+        def __init__(self) -> None:
+            teacher: list = []
+
+            def get_teacher():
+                if not teacher:
+                    teacher.append(load_teacher(*teacher_args))
+                return teacher[0]
+
+            bg_depth = _stored_background_depth(root, manifest, job["scale"])
+            self.depth_fn = _depth_fn(mode, get_teacher, bg_depth)
+
+        def label(self, unit: dict) -> dict:
+            return _label_unit(root, manifest, unit, job, self.depth_fn)
+
+    actor_cls = ray.remote(**options)(_Labeller)
+    pool = ray.util.ActorPool([actor_cls.remote() for _ in range(n_actors)])
+    yield from pool.map_unordered(lambda actor, unit: actor.label.remote(unit), units)
 
 
 def _job_path(root: Path) -> Path:
