@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import hashlib
+import importlib.util
 import io
 import json
 import math
@@ -80,7 +81,9 @@ def make_inputs(root: Path, n_bg: int, n_fg: int, seed: int = 0) -> tuple[Path, 
     return bg_dir, fg_dir, depth_dir
 
 
-def bench_config(inputs: tuple[Path, Path, Path], samples: int, fmt: str, workers: int) -> FactoryConfig:
+def bench_config(
+    inputs: tuple[Path, Path, Path], samples: int, fmt: str, workers: int, engine: str = "local"
+) -> FactoryConfig:
     bg_dir, fg_dir, depth_dir = inputs
     n_bg, n_fg = len(list(bg_dir.iterdir())), len(list(fg_dir.iterdir())) * 2
     return FactoryConfig(
@@ -92,6 +95,7 @@ def bench_config(inputs: tuple[Path, Path, Path], samples: int, fmt: str, worker
         limit=samples,
         format=fmt,
         workers=workers,
+        engine=engine,
     )
 
 
@@ -117,6 +121,7 @@ def time_run(cfg: FactoryConfig, out: Path) -> dict:
     secs = t1 - start[0]
     return {
         "format": cfg.format,
+        "engine": cfg.engine,
         "workers": cfg.workers,
         "samples": n,
         "seconds": round(secs, 3),
@@ -126,6 +131,26 @@ def time_run(cfg: FactoryConfig, out: Path) -> dict:
         # what the same CPU work would give on ``workers`` idle cores (a shared machine hides it)
         "cpu_bound_samples_per_s": round(cfg.workers * n / cpu, 1),
         "bytes_per_sample": round(nbytes / n),
+    }
+
+
+def time_reader(root: Path, loader_workers: int) -> dict:
+    """Samples/s of reading the dataset back as training tensors (decode + to_tensors), with a DataLoader."""
+    from torch.utils.data import DataLoader
+
+    from fgdepth.data.reader import ShardDataset, collate
+
+    ds = ShardDataset(root, "all")
+    loader = DataLoader(ds, batch_size=32, num_workers=loader_workers, collate_fn=collate)
+    t0, n = time.perf_counter(), 0
+    for batch in loader:
+        n += len(batch["key"])
+    secs = time.perf_counter() - t0
+    return {
+        "loader_workers": loader_workers,
+        "samples": n,
+        "seconds": round(secs, 3),
+        "samples_per_s": round(n / secs, 1),
     }
 
 
@@ -187,6 +212,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--samples", type=int, default=8000)
     ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--engines", default="local,ray", help="local and/or ray (ray skipped if not installed)")
     ap.add_argument("--format", default="webdataset", choices=("webdataset", "folders", "both"))
     ap.add_argument("--backgrounds", type=int, default=20)
     ap.add_argument("--people", type=int, default=20)
@@ -201,18 +227,31 @@ def main() -> None:
         inputs = make_inputs(tmp / "inputs", args.backgrounds, args.people)
         rows = []
         print(
-            f"{'format':<11} {'workers':>7} {'samples':>8} {'seconds':>8} {'samples/s':>10} {'cpu ms/sample':>14} "
+            f"{'format engine':<17} {'wkr':>3} {'samples':>8} {'seconds':>8} {'samples/s':>10} {'cpu ms/sample':>14} "
             f"{'cpu-bound/s':>12} {'bytes/sample':>13}"
         )
-        for fmt in formats:
-            for w in workers:
-                row = time_run(bench_config(inputs, args.samples, fmt, w), tmp / f"ds-{fmt}")
-                row["load_avg"] = round(os.getloadavg()[0], 2)
-                rows.append(row)
+        engines = [e for e in args.engines.split(",") if e != "ray" or importlib.util.find_spec("ray")]
+        for engine in engines:
+            for fmt in formats:
+                for w in workers:
+                    row = time_run(
+                        bench_config(inputs, args.samples, fmt, w, engine), tmp / f"ds-{fmt}-{engine}"
+                    )
+                    row["load_avg"] = round(os.getloadavg()[0], 2)
+                    rows.append(row)
+                    print(
+                        f"{fmt + ' ' + engine:<17} {w:>3} {row['samples']:>8} {row['seconds']:>8.2f} "
+                        f"{row['samples_per_s']:>10,.0f} {row['cpu_ms_per_sample']:>14.3f} "
+                        f"{row['cpu_bound_samples_per_s']:>12,.0f} {row['bytes_per_sample']:>13,}   "
+                        f"(load avg {row['load_avg']})"
+                    )
+        readers = []
+        if "webdataset" in formats:
+            for lw in (0, 2):
+                r = time_reader(tmp / "ds-webdataset-local", lw)
+                readers.append(r)
                 print(
-                    f"{fmt:<11} {w:>7} {row['samples']:>8} {row['seconds']:>8.2f} {row['samples_per_s']:>10,.0f} "
-                    f"{row['cpu_ms_per_sample']:>14.3f} {row['cpu_bound_samples_per_s']:>12,.0f} "
-                    f"{row['bytes_per_sample']:>13,}   (load avg {row['load_avg']})"
+                    f"reader (ShardDataset -> tensors, DataLoader workers {lw}): {r['samples_per_s']:,.0f} samples/s"
                 )
         root, cfg = tmp / f"ds-{formats[0]}", bench_config(inputs, args.samples, formats[0], 1)
         split = time_split(root, cfg)
@@ -232,6 +271,7 @@ def main() -> None:
                         },
                         "size": SIZE,
                         "runs": rows,
+                        "reader": readers,
                         "split_ms": split,
                     },
                     indent=2,

@@ -463,13 +463,18 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
         train_dataloaders=dm.train_dataloader(),
         val_dataloaders=dm.val_dataloader(),
         ckpt_path=ckpt_path,
+        weights_only=True,  # a checkpoint to resume may come from anywhere: never unpickle it
     )
     train_seconds = time.time() - t0
     # last.ckpt = the state at the end, whatever the validation cadence (resume continues from here)
     trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
     best_path = best.best_model_path or best.last_model_path
     results = trainer.test(
-        module, dataloaders=dm.test_dataloader(), ckpt_path=best_path or None, verbose=False
+        module,
+        dataloaders=dm.test_dataloader(),
+        ckpt_path=best_path or None,
+        verbose=False,
+        weights_only=True,
     )
     metrics = {k.split("/", 1)[1]: float(v) for k, v in (results[0] if results else {}).items()}
     if trainer.is_global_zero:
