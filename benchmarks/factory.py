@@ -238,6 +238,10 @@ def main() -> None:
                         bench_config(inputs, args.samples, fmt, w, engine), tmp / f"ds-{fmt}-{engine}"
                     )
                     row["load_avg"] = round(os.getloadavg()[0], 2)
+                    if (
+                        engine == "ray"
+                    ):  # Ray's worker processes are not this process's children: no CPU figure
+                        row["cpu_ms_per_sample"] = row["cpu_bound_samples_per_s"] = float("nan")
                     rows.append(row)
                     print(
                         f"{fmt + ' ' + engine:<17} {w:>3} {row['samples']:>8} {row['seconds']:>8.2f} "
@@ -253,7 +257,7 @@ def main() -> None:
                 print(
                     f"reader (ShardDataset -> tensors, DataLoader workers {lw}): {r['samples_per_s']:,.0f} samples/s"
                 )
-        root, cfg = tmp / f"ds-{formats[0]}", bench_config(inputs, args.samples, formats[0], 1)
+        root, cfg = tmp / f"ds-{formats[0]}-local", bench_config(inputs, args.samples, formats[0], 1)
         split = time_split(root, cfg)
         print("per-sample ms (one process): " + ", ".join(f"{k} {v:.3f}" for k, v in split.items()))
         print(f"  -> {1e3 / split['total']:,.0f} samples/s per process at most (excluding file I/O)")

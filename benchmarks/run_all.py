@@ -30,7 +30,7 @@ def _cmds(tmp: Path, quick: bool) -> dict[str, list[str]]:
             py,
             str(HERE / "factory.py"),
             "--samples",
-            "4000" if quick else "12000",
+            "12000",  # steady state needs ~12 shards per worker, also in --quick
             "--json",
             str(tmp / "factory.json"),
         ],
