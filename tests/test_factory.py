@@ -167,18 +167,19 @@ F.make_dataset(inp.config(placements=4, shard_size=8, workers=1), {out!r})
 """
 
 
-def test_resume_after_kill_writes_only_missing_units(shared_inputs, tmp_path):
-    out = tmp_path / "killed"
-    code = _KILLED_RUN.format(
+def run_and_kill_after_first_unit(template: str, inputs, out: Path, timeout: float) -> Path:  # noqa: ANN001
+    """Run ``template`` (Python code formatted with the input folders and ``out``) in its own process group and
+    SIGKILL the whole group as soon as the first unit record appears; return the unit-record folder."""
+    code = template.format(
         tests=str(Path(__file__).parent),
-        bg=str(shared_inputs.bg_dir),
-        fg=str(shared_inputs.fg_dir),
-        depth=str(shared_inputs.depth_dir),
+        bg=str(inputs.bg_dir),
+        fg=str(inputs.fg_dir),
+        depth=str(inputs.depth_dir),
         out=str(out),
     )
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     units = out / schema.UNIT_DIR
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     try:
         while not (units.is_dir() and any(units.glob("*.json"))):
             assert proc.poll() is None, "the run ended before it could be killed"
@@ -187,6 +188,12 @@ def test_resume_after_kill_writes_only_missing_units(shared_inputs, tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    return units
+
+
+def test_resume_after_kill_writes_only_missing_units(shared_inputs, tmp_path):
+    out = tmp_path / "killed"
+    units = run_and_kill_after_first_unit(_KILLED_RUN, shared_inputs, out, timeout=60)
     assert not (out / schema.MANIFEST_NAME).exists()
     done = {p.stem for p in units.glob("*.json")}
     finished = {name: os.stat(out / schema.SHARD_DIR / f"{name}.tar") for name in done}

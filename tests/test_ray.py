@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,7 +14,7 @@ from fgdepth.factory import make_dataset
 ray = pytest.importorskip("ray")
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_factory import assert_same_tree  # noqa: E402
+from test_factory import assert_same_tree, run_and_kill_after_first_unit  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -48,24 +45,7 @@ make_dataset(inp.config(placements=20, shard_size=4, engine="ray", workers=2), {
 
 def test_ray_run_killed_then_resumed(shared_inputs, tmp_path):
     out = tmp_path / "killed"
-    code = _RAY_RUN.format(
-        tests=str(Path(__file__).parent),
-        bg=str(shared_inputs.bg_dir),
-        fg=str(shared_inputs.fg_dir),
-        depth=str(shared_inputs.depth_dir),
-        out=str(out),
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
-    units = out / schema.UNIT_DIR
-    deadline = time.monotonic() + 120
-    try:
-        while not (units.is_dir() and any(units.glob("*.json"))):
-            assert proc.poll() is None, "the Ray run ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    units = run_and_kill_after_first_unit(_RAY_RUN, shared_inputs, out, timeout=120)
     time.sleep(1.0)  # let orphaned Ray workers finish their current unit (same bytes: harmless)
     assert not (out / schema.MANIFEST_NAME).exists()
     done = {p.stem for p in units.glob("*.json")}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fgdepth.config import FactoryConfig
+from fgdepth.metrics import HEADLINE_KEYS
 from fgdepth.train import TrainConfig
 
 
@@ -84,18 +85,7 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str]
     report = make_report(run, data=data)
     timings["report_s"] = round(time.time() - t, 1)
 
-    headline = {
-        k: results[k]
-        for k in (
-            "mask_iou",
-            "mask_f1",
-            "depth_abs_rel",
-            "depth_rmse",
-            "depth_delta1",
-            "baseline_mask_iou",
-            "num_samples",
-        )
-    }
+    headline = {k: results[k] for k in HEADLINE_KEYS}
     summary = {"headline": headline, "timings": timings, "report": str(report), "checkpoint": str(ckpt)}
     (out / "demo.json").write_text(json.dumps(summary, indent=2))
     return summary
