@@ -1,7 +1,9 @@
 """How fast ``make_dataset`` writes 224 px samples (composite JPEG + mask PNG + 16-bit depth PNG + meta JSON).
 
-Inputs are made here, like a user's folders: ``--backgrounds`` textured JPEG rooms of 256-320 px with smooth
-uint16 depth maps, and ``--people`` RGBA PNG cut-outs about 200 px tall with soft alpha edges. Each run builds a
+Two kinds of inputs (``--inputs``). ``folders``: made here, like a user's folders: ``--backgrounds`` textured JPEG
+rooms of 256-320 px with smooth uint16 depth maps, and ``--people`` RGBA PNG cut-outs about 200 px tall with soft
+alpha edges; random placement. ``procedural``: the embedded world (``--backgrounds`` rooms, ``--people`` people),
+geometry-aware placement with occlusion and exact per-pixel depth; its render time is not counted. Each run builds a
 fresh dataset of ``--samples`` samples; the clock starts when the stored world is written and the plan is made
 (the first progress call) and stops when the manifest is written, so the figure is the steady-state rate of
 composing, encoding and writing. Reported per format and worker count: samples/s and bytes/sample.
@@ -14,7 +16,7 @@ The machine may be shared: figures are lower bounds; the load average is printed
 Usage::
 
     python benchmarks/factory.py [--samples 8000] [--workers 1,2] [--format webdataset|folders|both]
-                                 [--profile] [--json OUT]
+                                 [--inputs folders,procedural] [--engines local,ray] [--profile] [--json OUT]
 """
 
 from __future__ import annotations
@@ -82,8 +84,25 @@ def make_inputs(root: Path, n_bg: int, n_fg: int, seed: int = 0) -> tuple[Path, 
 
 
 def bench_config(
-    inputs: tuple[Path, Path, Path], samples: int, fmt: str, workers: int, engine: str = "local"
+    inputs: tuple[Path, Path, Path] | tuple[int, int],
+    samples: int,
+    fmt: str,
+    workers: int,
+    engine: str = "local",
 ) -> FactoryConfig:
+    """``inputs``: the user-like folders (bg, fg, depth), or (rooms, people) of the procedural world."""
+    if len(inputs) == 2:
+        n_bg, n_fg = inputs
+        return FactoryConfig(
+            num_bg=n_bg,
+            num_fg=n_fg,
+            size=SIZE,
+            placements=max(1, math.ceil(samples / (n_bg * n_fg * 2))),
+            limit=samples,
+            format=fmt,
+            workers=workers,
+            engine=engine,
+        )
     bg_dir, fg_dir, depth_dir = inputs
     n_bg, n_fg = len(list(bg_dir.iterdir())), len(list(fg_dir.iterdir())) * 2
     return FactoryConfig(
@@ -216,54 +235,67 @@ def main() -> None:
     ap.add_argument("--format", default="webdataset", choices=("webdataset", "folders", "both"))
     ap.add_argument("--backgrounds", type=int, default=20)
     ap.add_argument("--people", type=int, default=20)
+    ap.add_argument("--inputs", default="folders,procedural", help="folders and/or procedural")
     ap.add_argument("--profile", action="store_true", help="cProfile write_unit on one shard")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--tmp", type=Path, help="scratch directory (default: a temporary one)")
     args = ap.parse_args()
     formats = ["webdataset", "folders"] if args.format == "both" else [args.format]
     workers = [int(w) for w in args.workers.split(",")]
+    kinds = args.inputs.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="fgdepth-bench-", dir=args.tmp))
     try:
-        inputs = make_inputs(tmp / "inputs", args.backgrounds, args.people)
-        rows = []
+        rows, readers, split = [], [], {}
         print(
-            f"{'format engine':<17} {'wkr':>3} {'samples':>8} {'seconds':>8} {'samples/s':>10} {'cpu ms/sample':>14} "
-            f"{'cpu-bound/s':>12} {'bytes/sample':>13}"
+            f"{'inputs format engine':<28} {'wkr':>3} {'samples':>8} {'seconds':>8} {'samples/s':>10} "
+            f"{'cpu ms/sample':>14} {'cpu-bound/s':>12} {'bytes/sample':>13}"
         )
         engines = [e for e in args.engines.split(",") if e != "ray" or importlib.util.find_spec("ray")]
-        for engine in engines:
-            for fmt in formats:
-                for w in workers:
-                    row = time_run(
-                        bench_config(inputs, args.samples, fmt, w, engine), tmp / f"ds-{fmt}-{engine}"
-                    )
-                    row["load_avg"] = round(os.getloadavg()[0], 2)
-                    if (
-                        engine == "ray"
-                    ):  # Ray's worker processes are not this process's children: no CPU figure
-                        row["cpu_ms_per_sample"] = row["cpu_bound_samples_per_s"] = float("nan")
-                    rows.append(row)
+        for kind in kinds:
+            if kind == "folders":
+                inputs = make_inputs(tmp / "inputs", args.backgrounds, args.people)
+            elif kind == "procedural":
+                inputs = (args.backgrounds, args.people)
+            else:
+                raise SystemExit(f"--inputs: unknown kind {kind!r} (folders, procedural)")
+            for engine in engines:
+                for fmt in formats:
+                    for w in workers:
+                        out = tmp / f"ds-{kind}-{fmt}-{engine}"
+                        row = {"inputs": kind} | time_run(
+                            bench_config(inputs, args.samples, fmt, w, engine), out
+                        )
+                        row["load_avg"] = round(os.getloadavg()[0], 2)
+                        if engine == "ray":  # Ray's workers are not this process's children: no CPU figure
+                            row["cpu_ms_per_sample"] = row["cpu_bound_samples_per_s"] = float("nan")
+                        rows.append(row)
+                        print(
+                            f"{kind + ' ' + fmt + ' ' + engine:<28} {w:>3} {row['samples']:>8} "
+                            f"{row['seconds']:>8.2f} {row['samples_per_s']:>10,.0f} "
+                            f"{row['cpu_ms_per_sample']:>14.3f} {row['cpu_bound_samples_per_s']:>12,.0f} "
+                            f"{row['bytes_per_sample']:>13,}   (load avg {row['load_avg']})"
+                        )
+            root = tmp / f"ds-{kind}-{formats[0]}-local"
+            if kind == kinds[0] and "webdataset" in formats and "local" in engines:
+                for lw in (0, 2):
+                    r = time_reader(tmp / f"ds-{kind}-webdataset-local", lw)
+                    readers.append(r)
                     print(
-                        f"{fmt + ' ' + engine:<17} {w:>3} {row['samples']:>8} {row['seconds']:>8.2f} "
-                        f"{row['samples_per_s']:>10,.0f} {row['cpu_ms_per_sample']:>14.3f} "
-                        f"{row['cpu_bound_samples_per_s']:>12,.0f} {row['bytes_per_sample']:>13,}   "
-                        f"(load avg {row['load_avg']})"
+                        f"reader (ShardDataset -> tensors, DataLoader workers {lw}): "
+                        f"{r['samples_per_s']:,.0f} samples/s"
                     )
-        readers = []
-        if "webdataset" in formats:
-            for lw in (0, 2):
-                r = time_reader(tmp / "ds-webdataset-local", lw)
-                readers.append(r)
+            if "local" in engines:
+                cfg = bench_config(inputs, args.samples, formats[0], 1)
+                split[kind] = time_split(root, cfg)
                 print(
-                    f"reader (ShardDataset -> tensors, DataLoader workers {lw}): {r['samples_per_s']:,.0f} samples/s"
+                    f"per-sample ms, {kind} (one process): "
+                    + ", ".join(f"{k} {v:.3f}" for k, v in split[kind].items())
                 )
-        root, cfg = tmp / f"ds-{formats[0]}-local", bench_config(inputs, args.samples, formats[0], 1)
-        split = time_split(root, cfg)
-        print("per-sample ms (one process): " + ", ".join(f"{k} {v:.3f}" for k, v in split.items()))
-        print(f"  -> {1e3 / split['total']:,.0f} samples/s per process at most (excluding file I/O)")
-        report = profile_unit(root, cfg) if args.profile else None
-        if report:
-            print(report)
+                print(
+                    f"  -> {1e3 / split[kind]['total']:,.0f} samples/s per process at most (excluding file I/O)"
+                )
+                if args.profile:
+                    print(profile_unit(root, cfg))
         if args.json:
             args.json.write_text(
                 json.dumps(

@@ -8,7 +8,12 @@ import pytest
 from conftest import person_rgba, smooth_depth_m, textured_background
 from fgdepth import compose as C
 from fgdepth.scene import Background, Foreground, bottom_centre_anchor
-from fgdepth.sources import foreground_from_rgba, resize_rgba
+from fgdepth.sources import (
+    foreground_from_rgba,
+    premultiplied_pyramid,
+    premultiply,
+    resize_premultiplied_float,
+)
 
 
 def _bg(h: int = 48, w: int = 56, depth: bool = True, seed: int = 0) -> Background:
@@ -53,15 +58,20 @@ def test_soft_alpha_blends_between_background_and_foreground():
     np.testing.assert_allclose(out.composite[2 : 2 + h, 3 : 3 + w], expected, atol=0.51)
 
 
+def _scaled_alpha(fg: Foreground, w: int, h: int) -> np.ndarray:
+    """The sprite's alpha in [0, 1] at (h, w), as compose scales it (premultiplied pyramid, area or bilinear)."""
+    return resize_premultiplied_float(premultiplied_pyramid(premultiply(fg.rgba)), (w, h))[..., 3] / 255
+
+
 @pytest.mark.parametrize("scale", [1.0, 0.63, 1.4])
 def test_mask_is_visible_alpha_above_half(scale):
     bg, fg = _bg(64, 64), _fg(2)
     h, w = round(fg.size[0] * scale), round(fg.size[1] * scale)
     p = C.Placement(4, 3, w, h, 4 + w / 2, 3 + h - 1, 3.0)
     out = C.compose(bg, fg, p)
-    sprite_alpha = resize_rgba(fg.rgba, (w, h))[..., 3]
+    sprite_alpha = _scaled_alpha(fg, w, h)
     expected = np.zeros(bg.size, bool)
-    expected[3 : 3 + h, 4 : 4 + w] = sprite_alpha > 127
+    expected[3 : 3 + h, 4 : 4 + w] = sprite_alpha > 0.5
     np.testing.assert_array_equal(out.mask, expected)
     assert out.mask.any()
 
@@ -126,7 +136,7 @@ def test_random_placement_stays_inside_the_image(bg_size, height_range):
             v = int(np.clip(round(p.anchor_y), 0, bg_h - 1))
             assert p.person_depth == pytest.approx(float(bg.depth[v, u]))
             out = C.compose(bg, fg, p)  # the whole sprite lands: its full alpha mask shows
-            assert out.mask.sum() == (resize_rgba(fg.rgba, (p.width, p.height))[..., 3] > 127).sum()
+            assert out.mask.sum() == (_scaled_alpha(fg, p.width, p.height) > 0.5).sum()
 
 
 def test_random_placement_height_follows_the_range():

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from fgdepth.scene import Background, Foreground
-from fgdepth.sources import premultiply, resize_premultiplied
+from fgdepth.sources import premultiplied_pyramid, premultiply, resize_premultiplied_float
 
 PlacementMode = Literal["random", "geometry"]
 PLACEMENT_MODES = ("random", "geometry")
@@ -178,8 +178,10 @@ def _contact_shadow(image: np.ndarray, bg: Background, p: Placement) -> np.ndarr
     y0, y1 = int(max(0, np.floor(p.anchor_y - 3 * ry))), int(min(bg_h, np.ceil(p.anchor_y + 3 * ry) + 1))
     if x0 >= x1 or y0 >= y1:
         return image
-    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    g = np.exp(-0.5 * (((xx - p.anchor_x) / rx) ** 2 + ((yy - p.anchor_y) / ry) ** 2)).astype(np.float32)
+    # separable: exp(-(a + b)) = exp(-a) * exp(-b), two 1-D exps instead of one per pixel
+    gx = np.exp(-0.5 * ((np.arange(x0, x1, dtype=np.float32) - np.float32(p.anchor_x)) / np.float32(rx)) ** 2)
+    gy = np.exp(-0.5 * ((np.arange(y0, y1, dtype=np.float32) - np.float32(p.anchor_y)) / np.float32(ry)) ** 2)
+    g = gy[:, None] * gx[None, :]
     if bg.floor_mask is not None:
         g *= bg.floor_mask[y0:y1, x0:x1]
     out = image.copy()
@@ -193,19 +195,20 @@ def compose(
     fg: Foreground,
     p: Placement,
     mode: PlacementMode = "random",
-    premult: np.ndarray | None = None,
+    premult: list[np.ndarray] | None = None,
 ) -> Composed:
     """Paste ``fg`` onto ``bg`` at ``p``.
 
     Alpha 0 leaves the background's pixel exactly; alpha 255 copies the foreground's exactly. The mask is the
     visible pasted pixels with alpha > 0.5. In ``geometry`` mode, pixels where the scene is nearer than the person
-    stay background (pixels and depth). ``premult``: ``premultiply(fg.rgba)`` if the caller keeps it (the same
-    result, less work when one sprite is pasted many times).
+    stay background (pixels and depth). ``premult``: ``premultiplied_pyramid(premultiply(fg.rgba))`` if the caller
+    keeps it (the same result, less work when one sprite is pasted many times).
     """
     bg_h, bg_w = bg.size
     if premult is None:
-        premult = premultiply(fg.rgba)
-    sprite = resize_premultiplied(premult, (p.width, p.height))
+        premult = premultiplied_pyramid(premultiply(fg.rgba))
+    # blending stays premultiplied: out = under * (1 - a) + a * rgb, and the sprite already holds a * rgb
+    sprite = resize_premultiplied_float(premult, (p.width, p.height))
     # clip the sprite to the image
     x0, y0 = max(p.x, 0), max(p.y, 0)
     x1, y1 = min(p.x + p.width, bg_w), min(p.y + p.height, bg_h)
@@ -216,7 +219,12 @@ def compose(
         return Composed(image.copy() if image is bg.rgb else image, mask, depth)
     sx0, sy0 = x0 - p.x, y0 - p.y
     crop = sprite[sy0 : sy0 + (y1 - y0), sx0 : sx0 + (x1 - x0)]
-    alpha = crop[..., 3].astype(np.float32) * np.float32(1 / 255)
+    alpha = crop[..., 3] * np.float32(1 / 255)
+    over = crop[..., :3]  # premultiplied colour
+    if (
+        p.gain != 1.0
+    ):  # brighter or darker person, each channel saturating at 255 (premultiplied: 255 * alpha)
+        over = np.minimum(over * np.float32(p.gain), crop[..., 3:4])
     person_depth = None
     if mode == "geometry" and bg.depth is not None:
         offset = None
@@ -225,14 +233,13 @@ def compose(
         full = person_depth_map(fg, bg, p, offset)
         person_depth = full[sy0 : sy0 + (y1 - y0), sx0 : sx0 + (x1 - x0)]
         scene = bg.depth[y0:y1, x0:x1]
-        alpha = alpha * ((person_depth < scene) | (scene <= 0))
+        in_front = (person_depth < scene) | (scene <= 0)
+        alpha = alpha * in_front
+        over = over * in_front[..., None]
     under = image[y0:y1, x0:x1].astype(np.float32)
-    over = crop[..., :3].astype(np.float32)
-    if p.gain != 1.0:
-        over = np.clip(over * np.float32(p.gain), 0, 255)
-    blended = under + (over - under) * alpha[..., None]
+    blended = under * (1.0 - alpha)[..., None] + over
     out = image.copy() if image is bg.rgb else image
-    out[y0:y1, x0:x1] = np.rint(blended).astype(np.uint8)
+    out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     visible = alpha > 0.5
     mask[y0:y1, x0:x1] = visible
     if depth is not None:

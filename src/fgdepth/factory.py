@@ -27,7 +27,7 @@ from fgdepth import compose as C
 from fgdepth.config import FactoryConfig, from_dict, to_dict
 from fgdepth.data import codec, schema
 from fgdepth.scene import Background
-from fgdepth.sources import premultiply
+from fgdepth.sources import premultiplied_pyramid, premultiply
 from fgdepth.world import World, load_world, make_ids, quantise_background, store_world
 
 # Stream tags so different kinds of draws from the same (seed, index) never share a generator.
@@ -149,12 +149,14 @@ class Composer:
         self.cfg, self.world, self.plan = cfg, world, plan
         self.mode = cfg.resolved_placement()
         self._candidates: dict[int, np.ndarray] = {}
-        # the premultiplied sprite of the last foreground: consecutive indices share one for ``placements`` samples
-        self._premult: tuple[tuple[int, bool], np.ndarray] | None = None
+        # the premultiplied sprite pyramid of the last foreground: consecutive indices share one for ``placements``
+        # samples
+        self._premult: tuple[tuple[int, bool], list[np.ndarray]] | None = None
 
-    def premultiplied(self, person: int, flipped: bool) -> np.ndarray:
+    def premultiplied(self, person: int, flipped: bool) -> list[np.ndarray]:
         if self._premult is None or self._premult[0] != (person, flipped):
-            self._premult = ((person, flipped), premultiply(self.world.person(person, flipped).rgba))
+            rgba = self.world.person(person, flipped).rgba
+            self._premult = ((person, flipped), premultiplied_pyramid(premultiply(rgba)))
         return self._premult[1]
 
     def placement(self, index: int) -> tuple[int, int, bool, int, C.Placement]:

@@ -220,10 +220,40 @@ def resize_premultiplied(premult: np.ndarray, size_wh: tuple[int, int]) -> np.nd
 
     premult: (h, w, 4) float32 from :func:`premultiply`; returns (H, W, 4) uint8 straight alpha, W, H = size_wh.
     """
-    interp = cv2.INTER_AREA if size_wh[1] < premult.shape[0] else cv2.INTER_LINEAR
-    r = cv2.resize(premult, size_wh, interpolation=interp)
-    if r.ndim == 2:
-        r = r[..., None]
+    r = resize_premultiplied_float(premult, size_wh)
     alpha = r[..., 3:4]
     rgb = np.where(alpha > 1e-3, r[..., :3] / np.maximum(alpha / 255.0, 1e-6), 0.0)
     return np.clip(np.rint(np.concatenate([rgb, alpha], axis=2)), 0, 255).astype(np.uint8)
+
+
+def resize_premultiplied_float(
+    premult: np.ndarray | list[np.ndarray], size_wh: tuple[int, int]
+) -> np.ndarray:
+    """Resize a premultiplied sprite, or pick from its :func:`premultiplied_pyramid` and resize the nearest larger
+    level (area averaging from at most twice the size: the same pixels to within rounding, a fraction of the work).
+
+    Returns (H, W, 4) float32, still premultiplied (RGB in [0, alpha], alpha in [0, 255]).
+    """
+    levels = premult if isinstance(premult, list) else [premult]
+    w, h = size_wh
+    source = levels[0]
+    for level in levels[1:]:
+        if level.shape[0] < h or level.shape[1] < w:
+            break
+        source = level
+    if source.shape[:2] == (h, w):
+        return source
+    interp = cv2.INTER_AREA if h < source.shape[0] else cv2.INTER_LINEAR
+    r = cv2.resize(source, size_wh, interpolation=interp)
+    return r[..., None] if r.ndim == 2 else r
+
+
+def premultiplied_pyramid(premult: np.ndarray, min_height: int = 16) -> list[np.ndarray]:
+    """[premult, half, quarter, ...]: each level the area average of the one before, down to ``min_height`` rows."""
+    levels = [premult]
+    while levels[-1].shape[0] // 2 >= min_height and levels[-1].shape[1] // 2 >= 1:
+        prev = levels[-1]
+        levels.append(
+            cv2.resize(prev, (prev.shape[1] // 2, prev.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        )
+    return levels
