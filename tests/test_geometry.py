@@ -212,3 +212,18 @@ def test_missing_geometry_raises_a_clear_error():
     no_floor = dataclasses.replace(bg, floor_mask=np.zeros((H, W), bool))
     with pytest.raises(ValueError, match="no visible floor"):
         C.sample_geometry_placement(rng, fg, no_floor)
+
+
+def test_people_near_a_downward_camera_keep_a_positive_head_depth():
+    """A steeply pitched camera sees floor close below it; a person there would need a head depth near zero under
+    one scale: such points are rejected (head depth >= MIN_HEAD_DEPTH_RATIO x feet depth)."""
+    bg, _ = _scene(0.6)
+    fg = _rect_person(relief=False)
+    cand = C.floor_candidates(bg)
+    assert (
+        bg.depth.flat[cand] + bg.floor_plane[2] * PERSON_H < C.MIN_HEAD_DEPTH_RATIO * bg.depth.flat[cand]
+    ).any()
+    for seed in range(40):
+        p = C.sample_geometry_placement(np.random.default_rng(seed), fg, bg, cand)
+        depth = C.person_depth_map(fg, bg, p, None)
+        assert depth.min() >= C.MIN_HEAD_DEPTH_RATIO * p.person_depth - 1e-4, (seed, p)

@@ -110,3 +110,55 @@ def test_ddp_two_cpu_processes_see_different_shards(shard_dataset: Path, tmp_pat
     s0, s1 = set(ranks[0]["shards"]), set(ranks[1]["shards"])
     assert s0 and s1 and not (s0 & s1)
     assert (out / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_crop_training_records_the_inference_size(shard_dataset: Path, tmp_path: Path) -> None:
+    """--infer-size: training crops of --size at the inference scale; predictors then run whole images at it."""
+    from fgdepth.predict import checkpoint_train_size
+    from fgdepth.train import augment_config
+
+    aug = augment_config({"size": 32, "infer_size": 48, "augment_config": {}})
+    assert aug.size == 32 and aug.crop_fraction == pytest.approx(32 / 48)
+    assert augment_config({"size": 32, "infer_size": None}).crop_fraction is None
+    out = tmp_path / "r"
+    fit(_cfg(shard_dataset, out, infer_size=48, max_steps=2))
+    assert checkpoint_train_size(out / "checkpoints" / "best.ckpt") == 48
+    assert checkpoint_train_size(out / "model.safetensors") == 48
+
+
+def test_time_budget_schedule_follows_the_clock_and_resumes() -> None:
+    from fgdepth.train import TimeBudgetOneCycle
+
+    now = [0.0]
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = TimeBudgetOneCycle(opt, max_lr=1.0, budget_s=100.0, pct_start=0.2, clock=lambda: now[0])
+    lrs = {}
+    for t in (0.0, 10.0, 20.0, 60.0, 100.0, 150.0):
+        now[0] = t
+        opt.step()
+        sched.step()
+        lrs[t] = opt.param_groups[0]["lr"]
+    assert lrs[0.0] == pytest.approx(1.0 / 25)  # starts at max_lr / div_factor
+    assert lrs[0.0] < lrs[10.0] < lrs[20.0] == pytest.approx(1.0)  # warm-up peaks at pct_start of the budget
+    assert lrs[20.0] > lrs[60.0] > lrs[100.0]
+    assert lrs[100.0] == pytest.approx(1.0 / 25 / 1e4) and lrs[150.0] == lrs[100.0]  # ends with the budget
+    # the state carries the elapsed time (no clock, no pickled function): a resumed run goes on from 60 s
+    now[0] = 60.0
+    state = sched.state_dict()
+    assert state["elapsed_before"] == pytest.approx(60.0) and "clock" not in state
+    opt2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    resumed = TimeBudgetOneCycle(opt2, max_lr=1.0, budget_s=100.0, pct_start=0.2, clock=lambda: 1000.0)
+    resumed.load_state_dict(state)
+    resumed.step()
+    assert opt2.param_groups[0]["lr"] == pytest.approx(sched.lr_at(0.6))
+
+
+def test_time_budget_run_validates_its_final_weights(shard_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    fit(_cfg(shard_dataset, out, max_steps=-1, max_minutes=0.05, val_every_steps=10_000, max_epochs=1000))
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["global_step"] > 0
+    rows = (out / "logs" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    col = header.index("val/mask_iou")
+    assert any(r.split(",")[col] for r in rows[1:]), "the final weights were validated"

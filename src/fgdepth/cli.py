@@ -256,6 +256,10 @@ def train_cmd(
     model: str = typer.Option("tiny", help="Model preset (tiny, small, base)."),
     source: str = typer.Option("auto", help="auto | memory | shards | folders | on-the-fly."),
     size: int = typer.Option(96, help="Training resolution."),
+    infer_size: int | None = typer.Option(
+        None,
+        help="See samples at this size: train on --size crops of them, validate and predict whole images.",
+    ),
     batch_size: int = typer.Option(32, help="Batch size per device."),
     lr: float = typer.Option(3e-3, help="Peak learning rate (one-cycle schedule)."),
     max_minutes: float | None = typer.Option(6.0, help="Time budget in minutes (0 = none)."),
@@ -280,7 +284,7 @@ def train_cmd(
 
     base = load_yaml(config) if config else {}
     given = dict(
-        data=str(data), out=str(out), model=model, source=source, size=size, batch_size=batch_size, lr=lr,
+        data=str(data), out=str(out), model=model, source=source, size=size, infer_size=infer_size, batch_size=batch_size, lr=lr,
         max_minutes=max_minutes or None, max_steps=max_steps, max_epochs=max_epochs, val_every_steps=val_every,
         weighting=weighting, precision=precision, augment=augment,
         devices=int(devices) if devices.isdigit() else devices, accelerator=accelerator, strategy=strategy,

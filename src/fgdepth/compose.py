@@ -26,6 +26,7 @@ PlacementMode = Literal["random", "geometry"]
 PLACEMENT_MODES = ("random", "geometry")
 
 MIN_HEIGHT_PX = 12  # smaller people carry no usable mask signal at 224 px
+MIN_HEAD_DEPTH_RATIO = 0.6  # geometry placement: the head's depth is at least this fraction of the feet's
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,9 @@ def sample_geometry_placement(
 ) -> Placement:
     """A person standing on a visible floor point, at the camera's scale.
 
-    Rejects points where the person would be tiny (< MIN_HEIGHT_PX) or lose more than a third of their body above
-    the image's top edge. Falls back to the best point seen if every try fails.
+    Rejects points where the person would be tiny (< MIN_HEIGHT_PX), lose more than a third of their body above
+    the image's top edge, or be so near a downward-looking camera that the head's depth falls under
+    MIN_HEAD_DEPTH_RATIO of the feet's. Falls back to the best point seen if every try fails.
     """
     if not bg.has_geometry:
         raise ValueError("geometry placement needs intrinsics, floor plane, floor mask and depth")
@@ -145,8 +147,17 @@ def sample_geometry_placement(
             shadow=float(rng.uniform(0.15, 0.5)),
         )
         cut_top = max(0, -y) / h
-        score = cut_top + (MIN_HEIGHT_PX / h if h < MIN_HEIGHT_PX else 0) + (h / bg_h if h > bg_h else 0)
-        if h >= MIN_HEIGHT_PX and cut_top <= 1 / 3 and h <= bg_h:
+        # one scale for the whole sprite holds while the head is not much nearer than the feet (a camera looking
+        # down at someone close would otherwise give the head a depth near zero)
+        head_z = z + float(bg.floor_plane[2]) * fg.height_m
+        too_near = max(0.0, MIN_HEAD_DEPTH_RATIO - head_z / z)
+        score = (
+            cut_top
+            + (MIN_HEIGHT_PX / h if h < MIN_HEIGHT_PX else 0)
+            + (h / bg_h if h > bg_h else 0)
+            + too_near
+        )
+        if h >= MIN_HEIGHT_PX and cut_top <= 1 / 3 and h <= bg_h and not too_near:
             return p
         if best is None or score < best[0]:
             best = (score, p)

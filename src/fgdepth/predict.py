@@ -50,19 +50,22 @@ def model_input_size(height: int, width: int, size: int, multiple: int = SIZE_MU
 
 
 def checkpoint_train_size(checkpoint: str | Path) -> int | None:
-    """The training resolution recorded with a checkpoint: a Lightning ``.ckpt``'s ``train_config["size"]``,
-    or for a ``model.safetensors`` in a run folder, the run's ``metrics.json`` ``config.size``. None if unknown."""
+    """The input resolution a checkpoint was trained for: its training config's ``infer_size`` if set (crops
+    trained at that scale), else ``size``; from a Lightning ``.ckpt``'s ``train_config``, or for a
+    ``model.safetensors`` in a run folder, the run's ``metrics.json`` ``config``. None if unknown."""
     path = Path(checkpoint)
     if path.suffix == ".ckpt" and path.is_file():
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
-            size = ((saved.get("hyper_parameters") or {}).get("train_config") or {}).get("size")
+            tc = (saved.get("hyper_parameters") or {}).get("train_config") or {}
+            size = tc.get("infer_size") or tc.get("size")
             return int(size) if size else None
         except Exception:  # noqa: BLE001 - not a Lightning checkpoint: size unknown
             return None
     summary = path.parent / "metrics.json"
     if summary.is_file():
-        size = (json.loads(summary.read_text()).get("config") or {}).get("size")
+        tc = json.loads(summary.read_text()).get("config") or {}
+        size = tc.get("infer_size") or tc.get("size")
         return int(size) if size else None
     return None
 

@@ -41,7 +41,12 @@ class TrainConfig:
     model_overrides: dict[str, Any] = field(default_factory=dict)
     source: str = "auto"  # auto | memory | shards | folders | on-the-fly
     size: int = 96  # training resolution (square); the reference used 192
-    cache_size: int = 128  # memory source: samples are decoded once and stored at this size
+    # None: each training image is the whole sample resized to ``size`` (with a zoom of at most 1.3x), and so are
+    # validation, test and prediction inputs. A number: samples are seen at this size, training takes ``size``
+    # crops of them at that scale (jittered), and validation, test and prediction run on the whole image at this
+    # size: fine masks at the cost of a bigger input at inference.
+    infer_size: int | None = None
+    cache_size: int = 128  # memory source: samples are decoded once and stored at this size (or infer_size)
     batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -145,7 +150,7 @@ def _source_dataset(cfg: TrainConfig, selection: str, train: bool) -> Dataset:
     else:
         base = FolderDataset(root, selection)
     if source == "memory":
-        return MemoryDataset(base, cfg.cache_size)
+        return MemoryDataset(base, cfg.infer_size or cfg.cache_size)
     return base
 
 
@@ -231,9 +236,7 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
                 depth_weight=train_config["depth_weight"] if depth_kind != "none" else 0.0,
             )
             self.depth_kind = depth_kind
-            self.augment = BatchAugment(
-                AugmentConfig(size=train_config["size"], **train_config["augment_config"])
-            )
+            self.augment = BatchAugment(augment_config(train_config))
             self._val = M.MetricAccumulator()
 
         def on_train_start(self) -> None:
@@ -252,7 +255,7 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
             return self.model(background, composite)
 
         def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-            size = self.tc["size"]
+            size = self.tc.get("infer_size") or self.tc["size"]
             if self.trainer.training and self.tc["augment"]:
                 g = torch.Generator().manual_seed(
                     self.tc["seed"] * 1_000_003 + self.global_step * 7 + self.global_rank
@@ -321,22 +324,89 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
         def _total_steps(self) -> int:
             total = self.trainer.estimated_stepping_batches
             if not math.isfinite(total) or total <= 0 or total > 10**7:
-                total = self.tc.get("planned_steps") or 10_000
+                total = 10_000
             return int(total) + 1
 
         def configure_optimizers(self):
             params = list(self.model.parameters()) + list(self.loss_fn.parameters())
             opt = torch.optim.AdamW(params, lr=self.tc["lr"], weight_decay=self.tc["weight_decay"])
-            sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt,
-                max_lr=self.tc["lr"],
-                total_steps=self._total_steps(),
-                pct_start=0.15,
-                anneal_strategy="cos",
-            )
+            if self.tc.get("max_minutes") and self.tc.get("max_steps", -1) <= 0:
+                # the budget's end, less a margin for the last validation
+                budget_s = self.tc["max_minutes"] * 60 * (1 - _FINAL_VALIDATION_MARGIN)
+                sched = TimeBudgetOneCycle(opt, max_lr=self.tc["lr"], budget_s=budget_s, pct_start=0.15)
+            else:
+                sched = torch.optim.lr_scheduler.OneCycleLR(
+                    opt,
+                    max_lr=self.tc["lr"],
+                    total_steps=self._total_steps(),
+                    pct_start=0.15,
+                    anneal_strategy="cos",
+                )
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     return FgDepthModule(model_config, to_dict_any(cfg), depth_kind)
+
+
+class TimeBudgetOneCycle(torch.optim.lr_scheduler.LRScheduler):
+    """One-cycle learning rate (cosine warm-up to ``max_lr`` over ``pct_start``, cosine down to
+    ``max_lr / div_factor / final_div_factor``) keyed on elapsed wall time, not on steps.
+
+    With a time budget the schedule then ends when the budget does, whatever the machine's speed: a step count
+    planned from a few timed steps was 15% short on an idle 2-core machine (the first steps are slow) and far off
+    on a shared one. ``clock`` is injectable for tests; the elapsed time is saved with the state, so a resumed run
+    continues the schedule where it stopped.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        max_lr: float,
+        budget_s: float,
+        pct_start: float = 0.15,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        clock=time.monotonic,
+    ):
+        self.max_lr, self.budget_s, self.pct_start = max_lr, budget_s, pct_start
+        self.initial_lr = max_lr / div_factor
+        self.final_lr = self.initial_lr / final_div_factor
+        self.clock, self._t0, self.elapsed_before = clock, None, 0.0
+        super().__init__(optimizer)
+
+    def elapsed(self) -> float:
+        now = self.clock()
+        if self._t0 is None:
+            self._t0 = now
+        return self.elapsed_before + now - self._t0
+
+    def lr_at(self, progress: float) -> float:
+        p = min(max(progress, 0.0), 1.0)
+        if p < self.pct_start:
+            a, b, q = self.initial_lr, self.max_lr, p / self.pct_start
+        else:
+            a, b, q = self.max_lr, self.final_lr, (p - self.pct_start) / (1 - self.pct_start)
+        return b + (a - b) * (1 + math.cos(math.pi * q)) / 2
+
+    def get_lr(self) -> list[float]:
+        lr = self.lr_at(self.elapsed() / self.budget_s)
+        return [lr for _ in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "clock", "_t0")}
+        state["elapsed_before"] = self.elapsed()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.__dict__.update(state_dict)
+        self._t0 = None
+
+
+def augment_config(train_config: dict) -> AugmentConfig:
+    """The augmentation of a run: ``size`` outputs; with ``infer_size``, crops at the inference scale."""
+    extra = dict(train_config.get("augment_config") or {})
+    if train_config.get("infer_size"):
+        extra.setdefault("crop_fraction", min(1.0, train_config["size"] / train_config["infer_size"]))
+    return AugmentConfig(size=train_config["size"], **extra)
 
 
 def to_dict_any(cfg: TrainConfig) -> dict:
@@ -365,29 +435,8 @@ def _precision(cfg: TrainConfig) -> str:
     return "bf16-mixed"
 
 
-def _steps_for_budget(cfg: TrainConfig, module, dm: FgDataModule) -> int | None:
-    """With a time budget and no step limit, time a few steps and plan the LR schedule to end with the budget."""
-    if cfg.max_minutes is None or cfg.max_steps > 0:
-        return None
-    loader = dm.train_dataloader()
-    batch = next(iter(loader))
-    model = module.model
-    model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: timing only, the weights do not move
-    aug = module.augment
-    times = []
-    for i in range(4):
-        t0 = time.perf_counter()
-        b = aug(batch, torch.Generator().manual_seed(i))
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=_precision(cfg) == "bf16-mixed"):
-            out = model(b[schema.BACKGROUND], b[schema.COMPOSITE])
-            loss = module.loss_fn(out, b)["loss"]
-        loss.backward()
-        opt.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - t0)
-    per_step = sorted(times[1:])[len(times[1:]) // 2]
-    val_cost = 1.10  # validation every val_every_steps and logging overhead
-    return max(10, int(cfg.max_minutes * 60 / (per_step * val_cost)))
+_MONITOR = "val/mask_iou"  # the best checkpoint's metric
+_FINAL_VALIDATION_MARGIN = 0.03  # of a time budget: the schedule ends this much early, training half as much
 
 
 def fit(cfg: TrainConfig) -> dict[str, float]:
@@ -420,17 +469,9 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     if cfg.channels_last:
         module.model.to(memory_format=torch.channels_last)
     ckpt_path = _resume_path(cfg, out)
-    if ckpt_path is None:
-        planned = _steps_for_budget(cfg, module, dm)
-    else:  # the schedule planned by the first run
-        saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        planned = saved["hyper_parameters"]["train_config"].get("planned_steps")
-    if planned:
-        module.tc["planned_steps"] = planned
-        module.hparams["train_config"]["planned_steps"] = planned
-    max_steps = cfg.max_steps if cfg.max_steps > 0 else (planned or -1)
+    max_steps = cfg.max_steps if cfg.max_steps > 0 else -1
     best = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor="val/mask_iou", mode="max", save_last=True
+        dirpath=out / "checkpoints", filename="best", monitor=_MONITOR, mode="max", save_last=True
     )
     n_train = len(dm.dataset("train"))
     steps_per_epoch = max(1, n_train // cfg.batch_size)
@@ -443,7 +484,9 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
         precision=_precision(cfg),
         max_epochs=cfg.max_epochs,
         max_steps=max_steps,
-        max_time={"minutes": cfg.max_minutes * 1.05} if cfg.max_minutes else None,
+        max_time={"minutes": cfg.max_minutes * (1 - _FINAL_VALIDATION_MARGIN / 2)}
+        if cfg.max_minutes
+        else None,
         gradient_clip_val=cfg.grad_clip or None,
         val_check_interval=min(cfg.val_every_steps, steps_per_epoch),
         check_val_every_n_epoch=None if cfg.val_every_steps < steps_per_epoch else 1,
@@ -468,6 +511,13 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     train_seconds = time.time() - t0
     # last.ckpt = the state at the end, whatever the validation cadence (resume continues from here)
     trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
+    # the last steps (the lowest learning rates) usually come after the last periodic validation: validate the
+    # final weights too, and keep them as best if they are
+    final = trainer.validate(module, dataloaders=dm.val_dataloader(), verbose=False)
+    score = (final[0] if final else {}).get(_MONITOR)
+    if score is not None and (best.best_model_score is None or score >= float(best.best_model_score)):
+        trainer.save_checkpoint(out / "checkpoints" / "best.ckpt")
+        best.best_model_path = str(out / "checkpoints" / "best.ckpt")
     best_path = best.best_model_path or best.last_model_path
     results = trainer.test(
         module,

@@ -30,11 +30,21 @@ def random_crop_theta(
     max_aspect: float = 1.15,
     flip_p: float = 0.5,
     device: torch.device | str = "cpu",
+    crop_fraction: float | None = None,
+    scale_jitter: float = 1.25,
 ) -> torch.Tensor:
     """Affine matrices (B, 2, 3) for ``F.affine_grid``: a random crop inside the image (zoom >= 1, so no padding)
-    and a horizontal flip."""
+    and a horizontal flip.
+
+    The crop's area is a uniform fraction in [min_scale, 1] of the image; or, with ``crop_fraction``, its side is
+    that fraction of the image's times a log-uniform factor in [1 / scale_jitter, scale_jitter] (at most 1).
+    """
     g = generator
-    area = min_scale + (1 - min_scale) * torch.rand(batch_size, generator=g)
+    if crop_fraction is None:
+        area = min_scale + (1 - min_scale) * torch.rand(batch_size, generator=g)
+    else:
+        log_zoom = (torch.rand(batch_size, generator=g) * 2 - 1) * math.log(scale_jitter)
+        area = (crop_fraction * torch.exp(log_zoom)).clamp(max=1.0) ** 2
     log_aspect = (torch.rand(batch_size, generator=g) * 2 - 1) * math.log(max_aspect)
     sx = torch.clamp(torch.sqrt(area * torch.exp(log_aspect)), max=1.0)
     sy = torch.clamp(torch.sqrt(area / torch.exp(log_aspect)), max=1.0)
@@ -183,6 +193,10 @@ class AugmentConfig:
 
     size: int = 96  # output (training) resolution
     min_crop_scale: float = 0.6  # crop area fraction: zoom in up to ~1.3x
+    crop_fraction: float | None = (
+        None  # instead: crop side = this fraction of the image side, x scale_jitter^U(-1,1)
+    )
+    scale_jitter: float = 1.25
     flip_p: float = 0.5
     bg_shift_px: float = 1.5  # misalignment between the two shots, in output pixels
     brightness: float = 0.15  # shared camera jitter
@@ -215,12 +229,18 @@ class BatchAugment(torch.nn.Module):
         c, g = self.cfg, generator
         b = batch[schema.COMPOSITE].shape[0]
         dev = batch[schema.COMPOSITE].device
-        theta = random_crop_theta(b, g, c.min_crop_scale, flip_p=c.flip_p, device=dev)
-        shift = (
-            (torch.rand(b, 2, generator=g) * 2 - 1)
-            * c.bg_shift_px
-            * (batch[schema.COMPOSITE].shape[-1] / c.size)
+        theta = random_crop_theta(
+            b,
+            g,
+            c.min_crop_scale,
+            flip_p=c.flip_p,
+            device=dev,
+            crop_fraction=c.crop_fraction,
+            scale_jitter=c.scale_jitter,
         )
+        # in output pixels: one output pixel spans (input width / size) * crop side input pixels
+        px = (batch[schema.COMPOSITE].shape[-1] / c.size) * theta[:, 0, 0].abs().cpu().view(-1, 1)
+        shift = (torch.rand(b, 2, generator=g) * 2 - 1) * c.bg_shift_px * px
         out = geometric(batch, theta, (c.size, c.size), shift)
         shared = dict(
             brightness=_uniform(b, -c.brightness, c.brightness, g),

@@ -1,0 +1,116 @@
+"""Training augmentation: one geometry for all four arrays, depth never mixed, per-shot photometry, seeded."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from fgdepth.data import schema
+from fgdepth.data.augment import AugmentConfig, BatchAugment, geometric, jpeg_simulate, random_crop_theta
+
+
+def _blocky_batch(b: int = 4, h: int = 64, w: int = 80, block: int = 8, seed: int = 0) -> dict:
+    """Piecewise-constant scenes: depth in blocks, the composite's red channel encodes the depth, the mask is the
+    near blocks; bilinear and nearest sampling agree inside the blocks."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = 1.0 + 9.0 * torch.rand(b, 1, h // block, w // block, generator=g)
+    depth = coarse.repeat_interleave(block, 2).repeat_interleave(block, 3)
+    composite = torch.cat([depth / 10, torch.rand(b, 2, 1, 1, generator=g).expand(b, 2, h, w)], 1)
+    return {
+        schema.BACKGROUND: composite.clone(),
+        schema.COMPOSITE: composite,
+        schema.MASK: (depth < 4).float(),
+        schema.DEPTH: depth,
+        schema.DEPTH_VALID: torch.ones_like(depth),
+    }
+
+
+def test_geometry_is_the_same_for_all_four_arrays():
+    batch = _blocky_batch()
+    theta = random_crop_theta(4, torch.Generator().manual_seed(1), min_scale=0.5)
+    out = geometric(batch, theta, (48, 48))
+    depth_from_image = out[schema.COMPOSITE][:, :1] * 10
+    agree = (depth_from_image - out[schema.DEPTH]).abs() < 1e-3
+    assert (
+        agree.float().mean() > 0.7
+    )  # all but the block edges (bilinear blends two blocks); misaligned: ~0.1
+    np.testing.assert_array_equal(
+        out[schema.MASK][agree].numpy(), (out[schema.DEPTH][agree] < 4).float().numpy()
+    )
+    np.testing.assert_array_equal(out[schema.BACKGROUND].numpy(), out[schema.COMPOSITE].numpy())
+
+
+def test_depth_and_mask_are_never_interpolated():
+    batch = _blocky_batch(seed=3)
+    theta = random_crop_theta(4, torch.Generator().manual_seed(2), min_scale=0.4)
+    out = geometric(batch, theta, (57, 41))
+    for i in range(4):
+        assert set(out[schema.DEPTH][i].unique().tolist()) <= set(batch[schema.DEPTH][i].unique().tolist())
+    assert set(out[schema.MASK].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_background_shift_moves_only_the_background():
+    batch = _blocky_batch()
+    theta = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(4, 2, 3).clone()  # identity
+    out = geometric(batch, theta, (64, 80), bg_shift_px=torch.tensor([[8.0, 0.0]] * 4))
+    np.testing.assert_allclose(out[schema.COMPOSITE].numpy(), batch[schema.COMPOSITE].numpy(), atol=1e-5)
+    # the background is sampled 8 px to the right: its column x is the input's column x + 8
+    np.testing.assert_allclose(
+        out[schema.BACKGROUND][..., :-8].numpy(), batch[schema.BACKGROUND][..., 8:].numpy(), atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("fraction, jitter", [(0.6, 1.25), (0.3, 1.5), (0.9, 1.25)])
+def test_crop_fraction_keeps_the_scale(fraction, jitter):
+    theta = random_crop_theta(
+        2000, torch.Generator().manual_seed(0), crop_fraction=fraction, scale_jitter=jitter, max_aspect=1.0
+    )
+    side = theta[:, 0, 0].abs()
+    assert float(side.min()) >= fraction / jitter - 1e-6
+    assert float(side.max()) <= min(1.0, fraction * jitter) + 1e-6
+    if fraction * jitter <= 1:  # unclipped: log-uniform around the fraction
+        assert math.isclose(float(side.log().median()), math.log(fraction), abs_tol=0.05)
+    # the window stays inside the image: |translation| + side <= 1
+    assert float((theta[:, 0, 2].abs() + side).max()) <= 1 + 1e-6
+    assert float((theta[:, 1, 2].abs() + theta[:, 1, 1]).max()) <= 1 + 1e-6
+
+
+def test_batch_augment_is_seeded_and_changes_only_the_images_photometrically():
+    batch = _blocky_batch(b=6, h=96, w=96)
+    aug = BatchAugment(AugmentConfig(size=48, flip_p=0.0, min_crop_scale=1.0, bg_shift_px=0.0))
+    a = aug(batch, torch.Generator().manual_seed(5))
+    b = aug(batch, torch.Generator().manual_seed(5))
+    c = aug(batch, torch.Generator().manual_seed(6))
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert not torch.equal(a[schema.COMPOSITE], c[schema.COMPOSITE])
+    # the two shots get different photometry although their pixels were identical
+    assert (a[schema.BACKGROUND] - a[schema.COMPOSITE]).abs().mean() > 1e-3
+    # no crop, no flip: mask and depth are the inputs at 48 px (nearest), untouched by photometry
+    expected = torch.nn.functional.interpolate(batch[schema.DEPTH], size=(48, 48), mode="nearest")
+    assert set(a[schema.DEPTH].unique().tolist()) <= set(expected.unique().tolist())
+    assert set(a[schema.MASK].unique().tolist()) <= {0.0, 1.0}
+    assert a[schema.COMPOSITE].shape == (6, 3, 48, 48)
+    assert float(a[schema.COMPOSITE].min()) >= 0 and float(a[schema.COMPOSITE].max()) <= 1
+
+
+def test_jpeg_simulation_is_close_to_a_real_jpeg():
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur(rng.uniform(0, 255, (64, 64, 3)).astype(np.float32), (0, 0), 2)
+    img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    for quality in (30, 90):
+        sim = jpeg_simulate(x, torch.tensor([float(quality)]))[0].permute(1, 2, 0).numpy() * 255
+        ok, buf = cv2.imencode(
+            ".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+        )
+        real = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(np.float32)
+        err_sim, err_real = np.abs(sim - img).mean(), np.abs(real - img).mean()
+        assert 0.5 * err_real < err_sim < 2.0 * err_real, (quality, err_sim, err_real)
+        assert np.abs(sim - real).mean() < err_real  # the same artefacts, not just the same amount
+    errors = [(jpeg_simulate(x, torch.tensor([q])) - x).abs().mean() for q in (20.0, 50.0, 95.0)]
+    assert errors[0] > errors[1] > errors[2]  # higher quality, smaller error
