@@ -425,16 +425,17 @@ def export_cmd(
 def demo_cmd(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Demo directory (data, run, report)."),
     minutes: float = typer.Option(6.0, help="Training time budget in minutes."),
-    num_bg: int = typer.Option(100, help="Procedural rooms."),
-    num_fg: int = typer.Option(50, help="Procedural people (before flips)."),
+    num_bg: int | None = typer.Option(None, help="Procedural rooms (default: DemoConfig's, 300)."),
+    num_fg: int | None = typer.Option(
+        None, help="Procedural people before flips (default: DemoConfig's, 40)."
+    ),
     seed: int = typer.Option(0, help="Seed."),
 ) -> None:
     """The whole cycle on the procedural world: dataset, training (tiny), held-out evaluation, report."""
     from fgdepth.demo import DemoConfig, run_demo
 
-    summary = run_demo(
-        out, DemoConfig(num_bg=num_bg, num_fg=num_fg, train_minutes=minutes, seed=seed), log=typer.echo
-    )
+    sizes = {k: v for k, v in (("num_bg", num_bg), ("num_fg", num_fg)) if v is not None}
+    summary = run_demo(out, DemoConfig(train_minutes=minutes, seed=seed, **sizes), log=typer.echo)
     h = summary["headline"]
     typer.echo(
         f"held-out test ({h['num_samples']} samples, unseen rooms and people): "
