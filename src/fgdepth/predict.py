@@ -57,17 +57,18 @@ def checkpoint_train_size(checkpoint: str | Path) -> int | None:
     if path.suffix == ".ckpt" and path.is_file():
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
-            tc = (saved.get("hyper_parameters") or {}).get("train_config") or {}
-            size = tc.get("infer_size") or tc.get("size")
-            return int(size) if size else None
+            return _input_size((saved.get("hyper_parameters") or {}).get("train_config"))
         except Exception:  # noqa: BLE001 - not a Lightning checkpoint: size unknown
             return None
     summary = path.parent / "metrics.json"
     if summary.is_file():
-        tc = json.loads(summary.read_text()).get("config") or {}
-        size = tc.get("infer_size") or tc.get("size")
-        return int(size) if size else None
+        return _input_size(json.loads(summary.read_text()).get("config"))
     return None
+
+
+def _input_size(train_config: dict | None) -> int | None:
+    size = (train_config or {}).get("infer_size") or (train_config or {}).get("size")
+    return int(size) if size else None
 
 
 # --------------------------------------------------------------------------------------------- predictor
