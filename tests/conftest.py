@@ -151,3 +151,38 @@ def folder_dataset(shared_inputs: Inputs, tmp_path_factory: pytest.TempPathFacto
     out = tmp_path_factory.mktemp("ds") / "folders"
     make_dataset(shared_inputs.config(format="folders"), out)
     return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small tensors gain nothing from threads, and the CPU cores are shared: one thread is faster here."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any attempt of transformers / huggingface_hub to reach the network fail instead."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def teacher_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """name -> tiny random teacher checkpoint directory (Depth Anything relative / metric, DPT), built offline."""
+    pytest.importorskip("transformers")
+    from fgdepth import teacher
+
+    root = tmp_path_factory.mktemp("teachers")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("TRANSFORMERS_OFFLINE", "1")
+        return {
+            "da": teacher.make_tiny_checkpoint(root / "da", "depth_anything"),
+            "da_metric": teacher.make_tiny_checkpoint(root / "da_metric", "depth_anything", metric=True),
+            "dpt": teacher.make_tiny_checkpoint(root / "dpt", "dpt"),
+        }

@@ -18,10 +18,11 @@ REF_SIZES = [(40, 56), (64, 48), (70, 70), (52, 66)]
 NO_DEPTH = 2
 
 
-def tiny_model_file(path: Path) -> Path:
-    """A ``tiny`` DualUNet with random weights and random BN statistics and heads (so outputs vary), saved."""
+def randomised_tiny_model(**overrides) -> torch.nn.Module:
+    """A ``tiny`` DualUNet with random weights, random BN statistics and random heads (so outputs vary and a
+    round trip or an export that drops any of them is caught); left in train mode."""
     torch.manual_seed(0)
-    model = create_model("tiny")
+    model = create_model("tiny", **overrides)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for m in model.modules():
@@ -30,7 +31,12 @@ def tiny_model_file(path: Path) -> Path:
                 m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
         for head in (model.mask_head, model.depth_head):
             head[-1].weight.normal_(0, 0.3, generator=g)
-    return save_model(model.eval(), path)
+    return model
+
+
+def tiny_model_file(path: Path) -> Path:
+    """:func:`randomised_tiny_model`, saved."""
+    return save_model(randomised_tiny_model().eval(), path)
 
 
 def scene(h: int, w: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -14,30 +14,15 @@ from fgdepth.model import create_model
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from eval_helpers import randomised_tiny_model  # noqa: E402
 from fgdepth.export import OnnxRunner, export_onnx  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors gain nothing from threads, and the CPU cores are shared: one thread is faster here."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path, dict]:
-    torch.manual_seed(0)
-    model = create_model("tiny")
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # non-trivial BN stats and heads, so that parity means something
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-        for head in (model.mask_head, model.depth_head):
-            head[-1].weight.normal_(0, 0.3, generator=g)
+    model = randomised_tiny_model()  # non-trivial BN stats and heads, so that parity means something
     model.train()
     path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
     report = export_onnx(model, path, size=64)

@@ -15,10 +15,8 @@ from conftest import Inputs, write_inputs
 
 pytest.importorskip("transformers")
 
-import torch  # noqa: E402
 
 from fgdepth import labeling  # noqa: E402
-from fgdepth import teacher as T  # noqa: E402
 from fgdepth.cli import app  # noqa: E402
 from fgdepth.data import codec, schema  # noqa: E402
 from fgdepth.data.reader import iter_tar, open_dataset, read_manifest  # noqa: E402
@@ -30,27 +28,12 @@ from fgdepth.teacher import TeacherError  # noqa: E402
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _offline_one_thread(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only fight over the shared cores
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread", "offline_hub")
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("teachers")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("TRANSFORMERS_OFFLINE", "1")
-        return {
-            "da": T.make_tiny_checkpoint(root / "da", "depth_anything"),
-            "da_metric": T.make_tiny_checkpoint(root / "da_metric", "depth_anything", metric=True),
-            "dpt": T.make_tiny_checkpoint(root / "dpt", "dpt"),
-        }
+def ckpt(teacher_checkpoints: dict[str, Path]) -> dict[str, Path]:
+    return teacher_checkpoints
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from fgdepth.data.schema import (
     LOSS_DEPTH_GRAD,
     LOSS_DEPTH_L1,
     LOSS_DEPTH_LOG,
+    LOSS_DEPTH_SILOG,
     LOSS_DEPTH_SSI,
     LOSS_DEPTH_SSIM,
     LOSS_KEYS,
@@ -30,6 +31,7 @@ from fgdepth.losses import (
     depth_l1,
     depth_log_l1,
     depth_loss,
+    depth_silog,
     depth_ssim_loss,
     mask_bce,
     mask_bce_dice,
@@ -40,14 +42,7 @@ from fgdepth.losses import (
     ssim,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors gain nothing from threads, and the CPU cores are shared: one thread is faster here."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 ALL_DEPTH_FNS = [depth_l1, depth_gradient_loss, depth_ssim_loss, depth_loss, scale_shift_invariant_loss]
@@ -227,17 +222,48 @@ def test_module_matches_functions() -> None:
     torch.testing.assert_close(res[LOSS_DEPTH_GRAD], depth_gradient_loss(out[DEPTH_PRED], t, v))
     torch.testing.assert_close(res[LOSS_DEPTH_SSIM], depth_ssim_loss(out[DEPTH_PRED], t, v))
     torch.testing.assert_close(res[LOSS_DEPTH_LOG], depth_log_l1(out[DEPTH_PRED], t, v))
+    torch.testing.assert_close(res[LOSS_DEPTH_SILOG], depth_silog(out[DEPTH_PRED], t, v))
     expected = (
         mask_bce_dice(out[MASK_LOGITS], mask)
         + depth_loss(out[DEPTH_PRED], t, v)
-        + depth_log_l1(out[DEPTH_PRED], t, v)
+        + depth_silog(out[DEPTH_PRED], t, v)
     )
     torch.testing.assert_close(res[LOSS], expected)
-    # DenseDepth's own mix: log_weight=0
-    dense = MultiTaskLoss(log_weight=0.0)(out, batch)
+    # DenseDepth's own mix: no log terms
+    dense = MultiTaskLoss(silog_weight=0.0)(out, batch)
     torch.testing.assert_close(
         dense[LOSS], mask_bce_dice(out[MASK_LOGITS], mask) + depth_loss(out[DEPTH_PRED], t, v)
     )
+    # log-L1 in place of SILog
+    log_l1 = MultiTaskLoss(log_weight=2.0, silog_weight=0.0)(out, batch)
+    torch.testing.assert_close(log_l1[LOSS], dense[LOSS] + 2.0 * depth_log_l1(out[DEPTH_PRED], t, v))
+
+
+def test_depth_silog_known_values() -> None:
+    target = torch.tensor([[[[1.0, 2.0], [4.0, 8.0]]]])
+    # a global scale error: invisible at variance_focus 1, sqrt(1 - focus) * |log s| otherwise
+    for focus in (0.0, 0.5, 0.85):
+        got = float(depth_silog(3 * target, target, variance_focus=focus))
+        assert got == pytest.approx(math.sqrt(1 - focus) * math.log(3), rel=1e-5)
+    assert float(depth_silog(3 * target, target, variance_focus=1.0)) < 1e-3
+    # a layout error with no net scale (x e^a, x e^-a on two pixels each): a, whatever the focus
+    pred = target * torch.tensor([[[[math.e**0.3, math.e**-0.3], [math.e**-0.3, math.e**0.3]]]])
+    assert float(depth_silog(pred, target, variance_focus=0.85)) == pytest.approx(0.3, rel=1e-5)
+    # invalid pixels do not count; images without valid pixels leave the mean
+    valid = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    wild = torch.tensor([[[[3.0, 6.0], [100.0, 0.01]]]])
+    assert float(depth_silog(wild, target, valid, variance_focus=1.0)) < 1e-3
+    both = depth_silog(
+        torch.cat([pred, wild]), torch.cat([target, target]), torch.cat([torch.ones_like(valid), 0 * valid])
+    )
+    assert float(both) == pytest.approx(0.3, rel=1e-5)
+    assert float(depth_silog(target, torch.zeros_like(target))) == 0.0
+    # finite gradients at a perfect prediction
+    p = target.clone().requires_grad_(True)
+    depth_silog(p, target).backward()
+    assert torch.isfinite(p.grad).all()
+    with pytest.raises(ValueError, match="variance_focus"):
+        depth_silog(target, target, variance_focus=1.5)
 
 
 def test_depth_log_l1_known_values() -> None:

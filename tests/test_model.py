@@ -21,14 +21,7 @@ from fgdepth.model import (
 )
 from fgdepth.model.checkpoint import checkpoint_dict
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors gain nothing from threads, and the CPU cores are shared: one thread is faster here."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _inputs(b: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,6 +149,37 @@ def test_bounded_depth_and_init() -> None:
     assert abs(float(d.mean()) - 2.0) < 0.2  # the head's bias starts at init_depth
 
 
+@pytest.mark.parametrize("activation", ["softplus", "exp"])
+def test_unbounded_depth_starts_at_init_depth(activation: str) -> None:
+    model = create_model("tiny", depth_activation=activation, init_depth=4.0).eval()
+    with torch.no_grad():
+        d = model(*_inputs(2, 40, 40))[DEPTH_PRED]
+    assert (d > 0).all()
+    assert abs(float(d.mean()) - 4.0) < 0.2
+
+
+def test_exp_depth_is_log_linear_and_never_overflows() -> None:
+    model = create_model("tiny", depth_activation="exp").eval()
+    raw = torch.tensor([0.0, 1.0, 2.0, 1e4])
+    d = model._activate_depth(raw)
+    assert torch.allclose(d[1] / d[0], d[2] / d[1])  # equal steps in raw = equal depth ratios
+    assert torch.isfinite(d).all()
+
+
+def test_depth_from_decoder_features_upsampled_to_the_mask() -> None:
+    model = create_model("tiny", depth_features="decoder", refine_channels=8, output_stride=2).eval()
+    assert model.depth_head[-1].in_channels == model.decoder.out_channels != 8
+    with torch.no_grad():
+        out = model(*_inputs(2, 61, 90))
+    assert out[DEPTH_PRED].shape == out[MASK_LOGITS].shape == (2, 1, 61, 90)
+    # the refinement reads the images at full resolution; the depth must not: a one-pixel edit in the
+    # composite moves the mask logits but the depth only through the decoder's smooth, upsampled features
+    model.train()
+    model.zero_grad()
+    model(*_inputs(1, 61, 90))[DEPTH_PRED].mean().backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.refine_guide.parameters())
+
+
 def test_group_norm_silu() -> None:
     model = create_model("tiny", norm="group", act="silu")
     out = model(*_inputs(1, 24, 40))
@@ -214,6 +238,8 @@ def test_config_round_trip() -> None:
         {"decoder_channels": (8, 8)},
         {"max_depth": 2.0, "init_depth": 3.0},
         {"block_kinds": ("fused", "fused", "inverted", "nope")},
+        {"depth_activation": "relu"},
+        {"depth_features": "stem"},
     ],
 )
 def test_config_errors(bad: dict) -> None:

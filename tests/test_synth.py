@@ -8,6 +8,7 @@ import pytest
 from fgdepth.synth import render_person, render_room
 from fgdepth.synth.camera import Camera
 from fgdepth.synth.raycast import FLOOR, Solid, raycast
+from fgdepth.synth.room import HFOV_RANGE_DEG, layout_room
 
 SIZE = 64  # small rooms keep the file fast
 
@@ -43,6 +44,16 @@ def test_room_shapes_and_finite_depth(rooms):
         assert 1.0 <= bg.floor_plane[3] <= 3.0
         fx, fy, cx, cy = bg.intrinsics
         assert cx == pytest.approx((SIZE - 1) / 2) and cy == pytest.approx((SIZE - 1) / 2)
+
+
+def test_cameras_stay_in_the_field_of_view_range(rooms):
+    lo, hi = HFOV_RANGE_DEG
+    hfovs = [layout_room(seed)[1]["hfov_deg"] for seed in range(40)]
+    assert all(lo <= h <= hi for h in hfovs)
+    assert max(hfovs) - min(hfovs) > 0.5 * (hi - lo)  # drawn across the range, not stuck
+    for bg in rooms:  # the rendered intrinsics agree: fx = (W / 2) / tan(hfov / 2)
+        hfov = np.degrees(2 * np.arctan((SIZE / 2) / bg.intrinsics[0]))
+        assert lo - 1e-6 <= hfov <= hi + 1e-6
 
 
 def test_floor_depth_matches_plane(rooms):

@@ -18,24 +18,12 @@ from fgdepth.teacher import DepthTeacher, TeacherError  # noqa: E402
 SIZES = [(40, 60), (33, 47), (40, 60)]  # two share a network input shape, one does not
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_hub")
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """name -> tiny checkpoint directory, built once for the module."""
-    root = tmp_path_factory.mktemp("teachers")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("TRANSFORMERS_OFFLINE", "1")
-        return {
-            "da": T.make_tiny_checkpoint(root / "da", "depth_anything"),
-            "da_metric": T.make_tiny_checkpoint(root / "da_metric", "depth_anything", metric=True),
-            "dpt": T.make_tiny_checkpoint(root / "dpt", "dpt"),
-        }
+def checkpoints(teacher_checkpoints: dict[str, Path]) -> dict[str, Path]:
+    return teacher_checkpoints
 
 
 def _images(sizes: list[tuple[int, int]] = SIZES, seed: int = 0) -> list[np.ndarray]:

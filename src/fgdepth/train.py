@@ -60,6 +60,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     weighting: str = "fixed"  # fixed | uncertainty
     depth_weight: float = 1.0
+    # extra fgdepth.losses.MultiTaskLoss arguments (term weights), e.g. {"silog_weight": 1.0, "log_weight": 0.0}
+    loss_config: dict[str, Any] = field(default_factory=dict)
     augment: bool = True
     augment_config: dict[str, Any] = field(default_factory=dict)
     num_workers: int = 0
@@ -234,6 +236,7 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
                 weighting=train_config["weighting"],
                 depth_kind=kind,
                 depth_weight=train_config["depth_weight"] if depth_kind != "none" else 0.0,
+                **train_config.get("loss_config", {}),
             )
             self.depth_kind = depth_kind
             self.augment = BatchAugment(augment_config(train_config))
@@ -276,7 +279,7 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
             _, losses = self.model_step(batch)
             bs = batch[schema.COMPOSITE].shape[0]
             self.log("train/loss", losses["loss"], prog_bar=True, batch_size=bs)
-            for k in ("mask_bce", "mask_dice", "depth_l1", "depth_grad", "depth_ssim"):
+            for k in schema.LOSS_KEYS[1:]:  # every term and the task weights
                 self.log(f"train/{k}", losses[k], batch_size=bs)
             return losses["loss"]
 

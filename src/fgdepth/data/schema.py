@@ -115,6 +115,7 @@ LOSS_DEPTH_L1 = "depth_l1"
 LOSS_DEPTH_GRAD = "depth_grad"
 LOSS_DEPTH_SSIM = "depth_ssim"  # (1 - SSIM) / 2
 LOSS_DEPTH_LOG = "depth_log"  # L1 of log depth (metric): relative error, weighs near and far alike
+LOSS_DEPTH_SILOG = "depth_silog"  # scale-invariant log error (Eigen et al.): structure first, scale second
 LOSS_DEPTH_SSI = "depth_ssi"  # scale-and-shift-invariant L1, only when depth_kind == "relative"
 LOSS_DEPTH_TOTAL = "depth_total"
 LOSS_W_MASK = "w_mask"  # effective task weights (learned ones under "uncertainty" weighting)
@@ -128,6 +129,7 @@ LOSS_KEYS = (
     LOSS_DEPTH_GRAD,
     LOSS_DEPTH_SSIM,
     LOSS_DEPTH_LOG,
+    LOSS_DEPTH_SILOG,
     LOSS_DEPTH_TOTAL,
     LOSS_W_MASK,
     LOSS_W_DEPTH,

@@ -80,7 +80,20 @@ class SepConv(nn.Sequential):
         )
 
 
-class InvertedResidual(nn.Module):
+class _ResidualBody(nn.Module):
+    """``body(x)``, plus ``x`` when the body keeps the shape (stride 1, same width)."""
+
+    def __init__(self, body: nn.Sequential, residual: bool) -> None:
+        super().__init__()
+        self.body = body
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+class InvertedResidual(_ResidualBody):
     """MobileNetV2 block: 1x1 expand, depthwise 3x3 (with stride), 1x1 project; residual when shapes match.
 
     ``expand == 1`` skips the expansion conv (a depthwise-separable conv with a linear projection).
@@ -98,7 +111,6 @@ class InvertedResidual(nn.Module):
         norm: Norm = "batch",
         act: Act = "relu",
     ) -> None:
-        super().__init__()
         hidden = max(8, int(round(c_in * expand)))
         layers: list[nn.Module] = []
         if expand != 1:
@@ -109,15 +121,10 @@ class InvertedResidual(nn.Module):
             ConvNormAct(hidden, hidden, 3, stride, groups=hidden, norm=norm, act=act),
             ConvNormAct(hidden, c_out, 1, norm=norm, act=None),
         ]
-        self.body = nn.Sequential(*layers)
-        self.residual = stride == 1 and c_in == c_out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.body(x)
-        return x + y if self.residual else y
+        super().__init__(nn.Sequential(*layers), stride == 1 and c_in == c_out)
 
 
-class FusedMBConv(nn.Module):
+class FusedMBConv(_ResidualBody):
     """EfficientNetV2 "fused" block: dense 3x3 expand (with stride) + 1x1 project; residual when shapes match.
 
     Faster than :class:`InvertedResidual` at high resolution and few channels (depthwise convs are memory-bound).
@@ -135,17 +142,12 @@ class FusedMBConv(nn.Module):
         norm: Norm = "batch",
         act: Act = "relu",
     ) -> None:
-        super().__init__()
         hidden = max(8, int(round(c_in * expand)))
-        self.body = nn.Sequential(
+        body = nn.Sequential(
             ConvNormAct(c_in, hidden, 3, stride, norm=norm, act=act),
             ConvNormAct(hidden, c_out, 1, norm=norm, act=None),
         )
-        self.residual = stride == 1 and c_in == c_out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.body(x)
-        return x + y if self.residual else y
+        super().__init__(body, stride == 1 and c_in == c_out)
 
 
 BLOCKS: dict[str, type[nn.Module]] = {"inverted": InvertedResidual, "fused": FusedMBConv}
