@@ -34,6 +34,7 @@ from fgdepth.data.schema import (
     LOSS_DEPTH_SSI,
     LOSS_DEPTH_SSIM,
     LOSS_DEPTH_TOTAL,
+    LOSS_KEYS,
     LOSS_MASK_BCE,
     LOSS_MASK_DICE,
     LOSS_MASK_TOTAL,
@@ -427,14 +428,7 @@ class MultiTaskLoss(nn.Module):
 
     def _depth_terms(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         zero = pred.sum() * 0.0
-        names = [
-            LOSS_DEPTH_L1,
-            LOSS_DEPTH_GRAD,
-            LOSS_DEPTH_SSIM,
-            LOSS_DEPTH_LOG,
-            LOSS_DEPTH_SILOG,
-            LOSS_DEPTH_TOTAL,
-        ]
+        names = [k for k in LOSS_KEYS if k.startswith("depth_")]
         if self.depth_kind == "relative":
             names.append(LOSS_DEPTH_SSI)
         if DEPTH not in batch:
