@@ -162,3 +162,38 @@ def test_time_budget_run_validates_its_final_weights(shard_dataset: Path, tmp_pa
     header = rows[0].split(",")
     col = header.index("val/mask_iou")
     assert any(r.split(",")[col] for r in rows[1:]), "the final weights were validated"
+
+
+def test_cli_options_given_override_the_yaml_and_defaults_do_not(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    import fgdepth.train
+    from fgdepth.cli import app
+
+    seen: list[TrainConfig] = []
+    monkeypatch.setattr(fgdepth.train, "fit", lambda cfg: seen.append(cfg) or {"mask_iou": 1.0})
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text(
+        "data: /somewhere\nmodel: small\nsize: 80\nval_every_steps: 500\nmax_minutes: 60\n"
+        "model_overrides: {refine_channels: 8}\nloss_config: {silog_weight: 2.0}\n"
+    )
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", "--config", str(yaml_file), "--size", "64", "--no-augment"])
+    assert r.exit_code == 0, r.output
+    cfg = seen[-1]
+    # from the file, although the command line has defaults for them
+    assert (cfg.model, cfg.val_every_steps, cfg.max_minutes, cfg.data) == ("small", 500, 60, "/somewhere")
+    assert cfg.model_overrides == {"refine_channels": 8} and cfg.loss_config == {"silog_weight": 2.0}
+    # given on the command line
+    assert cfg.size == 64 and cfg.augment is False
+    # neither: TrainConfig's defaults
+    assert (cfg.batch_size, cfg.lr, cfg.out) == (TrainConfig.batch_size, TrainConfig.lr, TrainConfig.out)
+
+    r = runner.invoke(app, ["train", "--data", str(tmp_path), "--max-minutes", "0"])
+    assert r.exit_code == 0, r.output
+    assert seen[-1].max_minutes is None and seen[-1].model == "tiny"
+
+    r = runner.invoke(app, ["train", "--config", str(tmp_path / "missing.yaml")])
+    assert r.exit_code == 2 and "missing.yaml" in r.output
+    r = runner.invoke(app, ["train"])
+    assert r.exit_code == 2 and "--data" in r.output

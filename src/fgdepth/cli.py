@@ -251,52 +251,73 @@ def show_cmd(
 
 @app.command("train")
 def train_cmd(
-    data: Path = typer.Option(..., "--data", "-d", help="Dataset directory (shards or folders)."),
-    out: Path = typer.Option(Path("runs/fgdepth"), "--out", "-o", help="Run directory."),
-    model: str = typer.Option("tiny", help="Model preset (tiny, small, base)."),
-    source: str = typer.Option("auto", help="auto | memory | shards | folders | on-the-fly."),
-    size: int = typer.Option(96, help="Training resolution."),
+    data: Path | None = typer.Option(None, "--data", "-d", help="Dataset directory (shards or folders)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run directory [default: runs/fgdepth]."),
+    model: str | None = typer.Option(None, help="Model preset: tiny, small, base [default: tiny]."),
+    source: str | None = typer.Option(
+        None, help="auto | memory | shards | folders | on-the-fly [default: auto]."
+    ),
+    size: int | None = typer.Option(None, help="Training resolution [default: 96]."),
     infer_size: int | None = typer.Option(
         None,
         help="See samples at this size: train on --size crops of them, validate and predict whole images.",
     ),
-    batch_size: int = typer.Option(32, help="Batch size per device."),
-    lr: float = typer.Option(3e-3, help="Peak learning rate (one-cycle schedule)."),
-    max_minutes: float | None = typer.Option(6.0, help="Time budget in minutes (0 = none)."),
-    max_steps: int = typer.Option(-1, help="Step limit (-1 = none)."),
-    max_epochs: int = typer.Option(1000, help="Epoch limit."),
-    val_every: int = typer.Option(200, help="Validate every N steps."),
-    weighting: str = typer.Option("fixed", help="Task weighting: fixed | uncertainty."),
-    precision: str = typer.Option("auto", help="auto | bf16-mixed | 16-mixed | 32."),
-    augment: bool = typer.Option(True, "--augment/--no-augment", help="Training augmentation."),
-    devices: str = typer.Option("1", help="Devices per node (a number, or auto)."),
-    accelerator: str = typer.Option("auto", help="auto | cpu | gpu."),
-    strategy: str = typer.Option("auto", help="auto | ddp | ddp_spawn | ..."),
-    num_nodes: int = typer.Option(1, help="Nodes (multi-node DDP)."),
-    num_workers: int = typer.Option(0, help="Data-loader workers per device."),
-    seed: int = typer.Option(0, help="Seed."),
+    batch_size: int | None = typer.Option(None, help="Batch size per device [default: 32]."),
+    lr: float | None = typer.Option(None, help="Peak learning rate, one-cycle schedule [default: 0.003]."),
+    max_minutes: float | None = typer.Option(None, help="Time budget in minutes, 0 = none [default: 6]."),
+    max_steps: int | None = typer.Option(None, help="Step limit, -1 = none [default: -1]."),
+    max_epochs: int | None = typer.Option(None, help="Epoch limit [default: 1000]."),
+    val_every: int | None = typer.Option(None, help="Validate every N steps [default: 200]."),
+    weighting: str | None = typer.Option(None, help="Task weighting: fixed | uncertainty [default: fixed]."),
+    precision: str | None = typer.Option(None, help="auto | bf16-mixed | 16-mixed | 32 [default: auto]."),
+    augment: bool | None = typer.Option(
+        None, "--augment/--no-augment", help="Training augmentation [default: on]."
+    ),
+    devices: str | None = typer.Option(None, help="Devices per node, a number or auto [default: 1]."),
+    accelerator: str | None = typer.Option(None, help="auto | cpu | gpu [default: auto]."),
+    strategy: str | None = typer.Option(None, help="auto | ddp | ddp_spawn | ... [default: auto]."),
+    num_nodes: int | None = typer.Option(None, help="Nodes, multi-node DDP [default: 1]."),
+    num_workers: int | None = typer.Option(None, help="Data-loader workers per device [default: 0]."),
+    seed: int | None = typer.Option(None, help="Seed [default: 0]."),
     resume: str | None = typer.Option(None, help="Checkpoint to resume, or 'last'."),
-    config: Path | None = typer.Option(None, help="YAML TrainConfig; command-line options given win."),
+    config: Path | None = typer.Option(
+        None, help="YAML TrainConfig (any field); the options given on the command line win over it."
+    ),
 ) -> None:
     """Train the dual-input model; the test split's metrics are printed and written to OUT/metrics.json."""
     from fgdepth.config import from_dict, load_yaml
     from fgdepth.train import TrainConfig, fit
 
-    base = load_yaml(config) if config else {}
-    given = dict(
-        data=str(data), out=str(out), model=model, source=source, size=size, infer_size=infer_size, batch_size=batch_size, lr=lr,
-        max_minutes=max_minutes or None, max_steps=max_steps, max_epochs=max_epochs, val_every_steps=val_every,
-        weighting=weighting, precision=precision, augment=augment,
-        devices=int(devices) if devices.isdigit() else devices, accelerator=accelerator, strategy=strategy,
-        num_nodes=num_nodes, num_workers=num_workers, seed=seed, resume=resume,
-    )  # fmt: skip
     try:
-        cfg = from_dict(TrainConfig, {**base, **given})
+        base = load_yaml(config) if config else {}
+    except (OSError, ValueError) as err:
+        _fail(f"--config: {err}")
+    # Only the options given override the YAML: a default here would silently undo the file's value.
+    given = {
+        k: v
+        for k, v in dict(
+            data=None if data is None else str(data), out=None if out is None else str(out), model=model,
+            source=source, size=size, infer_size=infer_size, batch_size=batch_size, lr=lr,
+            max_minutes=max_minutes, max_steps=max_steps, max_epochs=max_epochs, val_every_steps=val_every,
+            weighting=weighting, precision=precision, augment=augment,
+            devices=int(devices) if devices is not None and devices.isdigit() else devices,
+            accelerator=accelerator, strategy=strategy, num_nodes=num_nodes, num_workers=num_workers, seed=seed,
+            resume=resume,
+        ).items()
+        if v is not None
+    }  # fmt: skip
+    if given.get("max_minutes") == 0:
+        given["max_minutes"] = None  # 0 = no budget
+    merged = {**base, **given}
+    if not merged.get("data"):
+        _fail("give the dataset: --data DIR (or data: in --config)")
+    try:
+        cfg = from_dict(TrainConfig, merged)
         metrics = fit(cfg)
     except (FileNotFoundError, ValueError) as err:
         _fail(str(err))
     typer.echo(json.dumps(metrics, indent=2))
-    typer.echo(f"run: {out}")
+    typer.echo(f"run: {cfg.out}")
 
 
 def _device(name: str) -> str:
