@@ -43,7 +43,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class DualUNetConfig:
     """Everything needed to rebuild a :class:`DualUNet`; stored in every checkpoint.
 
-    The defaults are the ``small`` preset; see :mod:`fgdepth.model.registry` for the named presets.
+    The defaults are the ``tiny`` preset's widths without its refinement, concatenation and log-depth head; see
+    :mod:`fgdepth.model.registry` for the named presets.
     """
 
     # Width of each stem and of the fused stride-s features. Stems run at output resolution: keep them thin.
