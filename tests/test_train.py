@@ -78,6 +78,13 @@ def test_resume_continues_the_step_count_and_the_optimiser_state(shard_dataset: 
     assert steps == {6.0}
     # the scheduler continued too
     assert second["lr_schedulers"][0]["last_epoch"] == 6
+    # the curves of both sessions are in one metrics.csv (Lightning's CSVLogger deletes the old one on resume)
+    import csv
+
+    with open(out / "logs" / "metrics.csv", newline="") as f:
+        steps = {int(r["step"]) for r in csv.DictReader(f) if r.get("step")}
+    assert min(steps) < 3 <= max(steps), steps
+    assert not list((out / "logs").glob("metrics.part*.csv"))
 
 
 def test_loss_stays_finite_under_bf16_autocast() -> None:

@@ -7,8 +7,10 @@ rebuilds it from a ``.ckpt`` alone.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -404,6 +406,39 @@ class TimeBudgetOneCycle(torch.optim.lr_scheduler.LRScheduler):
         self._t0 = None
 
 
+def set_aside_csv_log(log_dir: Path) -> None:
+    """Keep a resumed run's earlier curves: Lightning's CSVLogger deletes an existing ``metrics.csv`` when it
+    starts, so it is renamed ``metrics.part<N>.csv`` first (merged back by :func:`merge_csv_logs`)."""
+    current = log_dir / "metrics.csv"
+    if current.is_file():
+        n = len(list(log_dir.glob("metrics.part*.csv")))
+        current.rename(log_dir / f"metrics.part{n}.csv")
+
+
+def merge_csv_logs(log_dir: Path) -> None:
+    """``metrics.part0.csv``, ``part1``, ... and the current ``metrics.csv`` -> one ``metrics.csv`` (rows in
+    order, the union of the columns), written to a temporary name and renamed; the parts are then removed."""
+    parts = sorted(log_dir.glob("metrics.part*.csv"), key=lambda p: int(p.stem.rsplit("part", 1)[1]))
+    if not parts:
+        return
+    fields: list[str] = []
+    rows: list[dict] = []
+    for path in [*parts, log_dir / "metrics.csv"]:
+        if path.is_file():
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                fields += [k for k in reader.fieldnames or [] if k not in fields]
+                rows += list(reader)
+    tmp = log_dir / "metrics.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, log_dir / "metrics.csv")
+    for path in parts:
+        path.unlink()
+
+
 def augment_config(train_config: dict) -> AugmentConfig:
     """The augmentation of a run: ``size`` outputs; with ``infer_size``, crops at the inference scale."""
     extra = dict(train_config.get("augment_config") or {})
@@ -472,6 +507,8 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     if cfg.channels_last:
         module.model.to(memory_format=torch.channels_last)
     ckpt_path = _resume_path(cfg, out)
+    if ckpt_path and int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+        set_aside_csv_log(out / "logs")
     max_steps = cfg.max_steps if cfg.max_steps > 0 else -1
     best = ModelCheckpoint(
         dirpath=out / "checkpoints", filename="best", monitor=_MONITOR, mode="max", save_last=True
@@ -531,6 +568,7 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     )
     metrics = {k.split("/", 1)[1]: float(v) for k, v in (results[0] if results else {}).items()}
     if trainer.is_global_zero:
+        merge_csv_logs(out / "logs")
         save_model(module.model, out / "model.safetensors")
         summary = {
             "test": metrics,
