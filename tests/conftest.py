@@ -153,6 +153,10 @@ def folder_dataset(shared_inputs: Inputs, tmp_path_factory: pytest.TempPathFacto
     return out
 
 
+# makes any attempt of transformers / huggingface_hub to reach the network fail instead
+OFFLINE_HUB_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Small tensors gain nothing from threads, and the CPU cores are shared: one thread is faster here."""
@@ -167,8 +171,8 @@ def one_thread():
 @pytest.fixture
 def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make any attempt of transformers / huggingface_hub to reach the network fail instead."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    for k, v in OFFLINE_HUB_ENV.items():
+        monkeypatch.setenv(k, v)
 
 
 @pytest.fixture(scope="session")
@@ -179,8 +183,8 @@ def teacher_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
 
     root = tmp_path_factory.mktemp("teachers")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("TRANSFORMERS_OFFLINE", "1")
+        for k, v in OFFLINE_HUB_ENV.items():
+            mp.setenv(k, v)
         return {
             "da": teacher.make_tiny_checkpoint(root / "da", "depth_anything"),
             "da_metric": teacher.make_tiny_checkpoint(root / "da_metric", "depth_anything", metric=True),

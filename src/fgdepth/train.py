@@ -281,8 +281,9 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
             _, losses = self.model_step(batch)
             bs = batch[schema.COMPOSITE].shape[0]
             self.log("train/loss", losses["loss"], prog_bar=True, batch_size=bs)
-            for k in schema.LOSS_KEYS[1:]:  # every term and the task weights
-                self.log(f"train/{k}", losses[k], batch_size=bs)
+            for k in schema.LOSS_KEYS:  # every term and the task weights
+                if k != schema.LOSS:
+                    self.log(f"train/{k}", losses[k], batch_size=bs)
             return losses["loss"]
 
         def _eval_step(self, batch: dict, prefix: str) -> None:
@@ -486,6 +487,7 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     pl = _lightning()
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.utilities import rank_zero_only
 
     from fgdepth.model.checkpoint import save_model
     from fgdepth.model.registry import create_model
@@ -507,7 +509,7 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     if cfg.channels_last:
         module.model.to(memory_format=torch.channels_last)
     ckpt_path = _resume_path(cfg, out)
-    if ckpt_path and int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+    if ckpt_path and rank_zero_only.rank == 0:  # the launcher's rank (RANK, LOCAL_RANK, SLURM_PROCID, ...)
         set_aside_csv_log(out / "logs")
     max_steps = cfg.max_steps if cfg.max_steps > 0 else -1
     best = ModelCheckpoint(

@@ -75,7 +75,8 @@ class DualUNetConfig:
     # None: depth = softplus(x) or exp(x) (see depth_activation), unbounded. A float: max_depth * sigmoid(x).
     max_depth: float | None = None
     # "exp" predicts log-depth: a step on x changes depth by the same ratio near and far (softplus is linear above
-    # ~2 m). Measured no better with the log losses (tiny, 6 CPU min: test AbsRel 0.238 vs 0.246), so not default.
+    # ~2 m). Every preset sets "exp" (see fgdepth.model.registry); the field's default stays "softplus" so that
+    # checkpoints saved before the field existed load as they were trained.
     depth_activation: DepthActivation = "softplus"
     # Where the depth head reads: "refined" (the full-resolution refinement, when there is one) or "decoder" (the
     # decoder's output at stride s, upsampled bilinearly), which leaves the refinement to the mask: tiny, 6 CPU
