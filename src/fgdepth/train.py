@@ -552,13 +552,15 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     )
     train_seconds = time.time() - t0
     # last.ckpt = the state at the end, whatever the validation cadence (resume continues from here)
-    trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
+    # weights_only=False: the full training state (optimiser, schedule, loops), so that --resume continues exactly;
+    # loading it back still never unpickles (fit/test pass weights_only=True)
+    trainer.save_checkpoint(out / "checkpoints" / "last.ckpt", weights_only=False)
     # the last steps (the lowest learning rates) usually come after the last periodic validation: validate the
     # final weights too, and keep them as best if they are
     final = trainer.validate(module, dataloaders=dm.val_dataloader(), verbose=False)
     score = (final[0] if final else {}).get(_MONITOR)
     if score is not None and (best.best_model_score is None or score >= float(best.best_model_score)):
-        trainer.save_checkpoint(out / "checkpoints" / "best.ckpt")
+        trainer.save_checkpoint(out / "checkpoints" / "best.ckpt", weights_only=False)
         best.best_model_path = str(out / "checkpoints" / "best.ckpt")
     best_path = best.best_model_path or best.last_model_path
     results = trainer.test(
