@@ -57,17 +57,19 @@ def checkpoint_train_size(checkpoint: str | Path) -> int | None:
     if path.suffix == ".ckpt" and path.is_file():
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
-            return _input_size((saved.get("hyper_parameters") or {}).get("train_config"))
+            return run_input_size((saved.get("hyper_parameters") or {}).get("train_config") or {})
         except Exception:  # noqa: BLE001 - not a Lightning checkpoint: size unknown
             return None
     summary = path.parent / "metrics.json"
     if summary.is_file():
-        return _input_size(json.loads(summary.read_text()).get("config"))
+        return run_input_size(json.loads(summary.read_text()).get("config") or {})
     return None
 
 
-def _input_size(train_config: dict | None) -> int | None:
-    size = (train_config or {}).get("infer_size") or (train_config or {}).get("size")
+def run_input_size(train_config: dict) -> int | None:
+    """The size of the whole images a run's model takes (validation, test, prediction): the training config's
+    ``infer_size`` if set (it trained on crops at that scale), else ``size``; None if neither is recorded."""
+    size = train_config.get("infer_size") or train_config.get("size")
     return int(size) if size else None
 
 

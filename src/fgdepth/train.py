@@ -31,6 +31,7 @@ from fgdepth.data.reader import (
     depth_scale_of,
     read_manifest,
 )
+from fgdepth.predict import run_input_size
 
 
 @dataclass
@@ -260,7 +261,7 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
             return self.model(background, composite)
 
         def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-            size = self.tc.get("infer_size") or self.tc["size"]
+            size = run_input_size(self.tc)
             if self.trainer.training and self.tc["augment"]:
                 g = torch.Generator().manual_seed(
                     self.tc["seed"] * 1_000_003 + self.global_step * 7 + self.global_rank
