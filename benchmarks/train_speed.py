@@ -2,7 +2,9 @@
 
 Each setting is timed as the best of ``--repeats`` runs of ``--steps`` steps after a warm-up (best-of because
 the CPU may be shared; re-run on a quiet machine for figures to quote). One "image" is one
-(background, composite) pair with its targets.
+(background, composite) pair with its targets. For a model with a depth branch (``tiny``) it is a training
+step's pair: a ``size`` crop for the main network and the whole image at ``--view-size`` for the branch (the
+demo: 96 px crops of 160 px images, the branch's view 0.6 x 160 = 96 px).
 
     python benchmarks/train_speed.py                       # default cases, 2 threads
     python benchmarks/train_speed.py --case tiny:96:32 --json out.json
@@ -38,7 +40,14 @@ def make_batch(batch: int, size: int, channels_last: bool) -> dict[str, torch.Te
 
 
 def images_per_second(
-    preset: str, size: int, batch: int, bf16: bool, channels_last: bool, steps: int, repeats: int
+    preset: str,
+    size: int,
+    batch: int,
+    bf16: bool,
+    channels_last: bool,
+    steps: int,
+    repeats: int,
+    view_size: int | None = None,
 ) -> tuple[float, int]:
     torch.manual_seed(0)
     model = create_model(preset).train()
@@ -47,11 +56,17 @@ def images_per_second(
     crit = MultiTaskLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     data = make_batch(batch, size, channels_last)
+    view = make_batch(batch, view_size or size, channels_last) if model.depth_net is not None else None
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = model(data["background"], data["composite"])
-        loss = crit(out, data)["loss"]
+            if view is None:
+                out = model(data["background"], data["composite"])
+                loss = crit(out, data)["loss"]
+            else:  # as fgdepth.train does: the main network on the crop, the branch on the whole view
+                out = model.forward_main(data["background"], data["composite"])
+                view_out = model.depth_net(view["background"], view["composite"])
+                loss = crit(out, data, depth_view=(view_out, view))["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -75,6 +90,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
     ap.add_argument("--json", default=None, help="write the rows to this JSON file")
+    ap.add_argument(
+        "--view-size", type=int, default=None, help="depth branch's view (default: the case's size)"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -89,7 +107,9 @@ def main() -> None:
             if mode not in MODES:
                 raise SystemExit(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
             bf16, cl = mode.startswith("bf16"), mode.endswith("-cl")
-            ips, n = images_per_second(preset, int(size), int(batch), bf16, cl, args.steps, args.repeats)
+            ips, n = images_per_second(
+                preset, int(size), int(batch), bf16, cl, args.steps, args.repeats, args.view_size
+            )
             row = {
                 "preset": preset,
                 "params": n,

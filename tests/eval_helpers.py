@@ -29,8 +29,10 @@ def randomised_tiny_model(**overrides) -> torch.nn.Module:
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
                 m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-        for head in (model.mask_head, model.depth_head):
-            head[-1].weight.normal_(0, 0.3, generator=g)
+        for net in (model, model.depth_net):
+            for head in (net.mask_head, net.depth_head) if net is not None else ():
+                if head is not None:
+                    head[-1].weight.normal_(0, 0.3, generator=g)
     return model
 
 

@@ -77,3 +77,13 @@ def test_dynamo_export(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     pytest.importorskip("onnxscript")
     report = export_onnx(create_model("tiny"), tmp_path / "tiny_dynamo.onnx", size=64, dynamo=True)
     assert report["max_abs_diff"] <= 1e-4 and report["opset"] >= 18
+
+
+def test_depth_branch_exports_with_dynamic_sizes(tmp_path: Path) -> None:
+    """The branch's view is a fixed scale of the input: parity at a second, odd size catches a baked-in size."""
+    torch.manual_seed(0)
+    branch = {"stem_channels": 8, "encoder_channels": (8, 16), "blocks_per_stage": (1, 1)}
+    branch |= {"block_kinds": ("fused", "fused"), "decoder_channels": (16, 8), "depth_activation": "exp"}
+    model = create_model("tiny", depth_branch=branch, depth_scale=0.6)
+    report = export_onnx(model, tmp_path / "branch.onnx", size=64)
+    assert report["max_abs_diff"] <= 1e-4

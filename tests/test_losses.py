@@ -18,9 +18,11 @@ from fgdepth.data.schema import (
     LOSS_DEPTH_SILOG,
     LOSS_DEPTH_SSI,
     LOSS_DEPTH_SSIM,
+    LOSS_DEPTH_TOTAL,
     LOSS_KEYS,
     LOSS_MASK_BCE,
     LOSS_MASK_DICE,
+    LOSS_MASK_TOTAL,
     MASK,
     MASK_LOGITS,
 )
@@ -327,3 +329,24 @@ def test_module_option_errors() -> None:
         MultiTaskLoss(weighting="learned")
     with pytest.raises(ValueError, match="depth_kind"):
         MultiTaskLoss(depth_kind="inverse")
+
+
+def test_depth_view_gives_the_depth_terms_and_an_aux_mask() -> None:
+    crop_out, crop = _outputs_and_batch(seed=1)
+    view_out, view = _outputs_and_batch(seed=2)
+    crop_out = {MASK_LOGITS: crop_out[MASK_LOGITS]}  # the main network of a model with a depth branch
+    for aux in (0.0, 0.5):
+        crit = MultiTaskLoss(aux_mask_weight=aux)
+        res = crit(crop_out, crop, depth_view=(view_out, view))
+        alone = crit(view_out, view)  # the view as an ordinary batch
+        for k in LOSS_KEYS:
+            if k.startswith("depth_"):
+                torch.testing.assert_close(res[k], alone[k], msg=k)
+        mask_crop = crit(crop_out, crop)  # mask only: zero depth terms
+        assert float(mask_crop[LOSS_DEPTH_TOTAL].detach()) == 0.0
+        torch.testing.assert_close(res[LOSS_MASK_BCE], mask_crop[LOSS_MASK_BCE])
+        expected = mask_crop[LOSS] + alone[LOSS_DEPTH_TOTAL] + aux * alone[LOSS_MASK_TOTAL]
+        torch.testing.assert_close(res[LOSS], expected)
+    res[LOSS].backward()
+    assert view_out[MASK_LOGITS].grad.abs().sum() > 0 and view_out[DEPTH_PRED].grad.abs().sum() > 0
+    assert crop_out[MASK_LOGITS].grad.abs().sum() > 0

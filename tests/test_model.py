@@ -142,7 +142,7 @@ def test_mask_head_starts_at_the_prior() -> None:
 
 
 def test_bounded_depth_and_init() -> None:
-    model = create_model("tiny", max_depth=8.0, init_depth=2.0).eval()
+    model = create_model("tiny", max_depth=8.0, init_depth=2.0, depth_branch=None).eval()
     with torch.no_grad():
         d = model(*_inputs(1, 32, 32))[DEPTH_PRED]
     assert (d >= 0).all() and (d <= 8.0).all()
@@ -151,7 +151,7 @@ def test_bounded_depth_and_init() -> None:
 
 @pytest.mark.parametrize("activation", ["softplus", "exp"])
 def test_unbounded_depth_starts_at_init_depth(activation: str) -> None:
-    model = create_model("tiny", depth_activation=activation, init_depth=4.0).eval()
+    model = create_model("tiny", depth_activation=activation, init_depth=4.0, depth_branch=None).eval()
     with torch.no_grad():
         d = model(*_inputs(2, 40, 40))[DEPTH_PRED]
     assert (d > 0).all()
@@ -167,7 +167,7 @@ def test_exp_depth_is_log_linear_and_never_overflows() -> None:
 
 
 def test_depth_from_decoder_features_upsampled_to_the_mask() -> None:
-    model = create_model("tiny", depth_features="decoder", refine_channels=8, output_stride=2).eval()
+    model = create_model("tiny", depth_features="decoder", refine_channels=8, depth_branch=None).eval()
     assert model.depth_head[-1].in_channels == model.decoder.out_channels != 8
     with torch.no_grad():
         out = model(*_inputs(2, 61, 90))
@@ -181,8 +181,9 @@ def test_depth_from_decoder_features_upsampled_to_the_mask() -> None:
 
 
 def test_group_norm_silu() -> None:
-    model = create_model("tiny", norm="group", act="silu")
-    out = model(*_inputs(1, 24, 40))
+    branch = model_config("tiny").depth_branch | {"norm": "group", "act": "silu"}
+    model = create_model("tiny", norm="group", act="silu", depth_branch=branch)
+    out = model(*_inputs(1, 24, 40))  # batch 1 at 1x1 deep features: BatchNorm would refuse
     out[DEPTH_PRED].mean().backward()
 
 
@@ -252,9 +253,13 @@ def test_registry() -> None:
     assert {"tiny", "small", "base"} <= set(names)
     with pytest.raises(ValueError, match="tiny, small, base"):
         create_model("huge")
-    sizes = [count_parameters(create_model(n)) for n in ("tiny", "small", "base")]
-    assert sizes == sorted(sizes)
-    assert 150_000 < sizes[0] < 600_000
+    sizes = {n: count_parameters(create_model(n)) for n in ("tiny", "small", "base")}
+    # tiny's two networks (mask, depth branch) hold more weights than small's one, but cost less per image
+    assert max(sizes["tiny"], sizes["small"]) < sizes["base"]
+    assert 150_000 < sizes["tiny"] < 900_000
+    tiny = create_model("tiny")
+    assert tiny.depth_net is not None and tiny.depth_head is None
+    assert create_model("small").depth_net is None
     assert create_model("tiny", stem_channels=8).config.stem_channels == 8
 
 
@@ -303,6 +308,7 @@ def test_save_compiled_like_wrapper(tmp_path: Path) -> None:
 
 
 def test_tiny_overfits_one_batch() -> None:
+    from fgdepth.data.augment import resize_batch
     from fgdepth.losses import MultiTaskLoss
 
     torch.manual_seed(0)
@@ -314,13 +320,23 @@ def test_tiny_overfits_one_batch() -> None:
     mask = torch.nn.functional.interpolate(mask, size=(32, 32), mode="nearest")
     comp = bg * (1 - mask) + mask * torch.tensor([0.9, 0.2, 0.1]).view(1, 3, 1, 1)
     depth = torch.nn.functional.interpolate(1 + 3 * torch.rand(b, 1, 8, 8, generator=g), size=(32, 32))
-    batch = {"mask": mask, "depth": depth, "depth_valid": torch.ones_like(depth)}
+    batch = {
+        "background": bg,
+        "composite": comp,
+        "mask": mask,
+        "depth": depth,
+        "depth_valid": torch.ones_like(depth),
+    }
     model = create_model("tiny")
+    assert model.depth_net is not None
+    # as training runs it: the mask network on the batch, the depth branch on its whole view (0.6 x 32 = 19 px)
+    view = resize_batch(batch, round(32 * model.config.depth_scale))
     crit = MultiTaskLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
     first = None
     for _step in range(300):
-        loss = crit(model(bg, comp), batch)["loss"]
+        view_out = model.depth_net(view["background"], view["composite"])
+        loss = crit(model.forward_main(bg, comp), batch, depth_view=(view_out, view))["loss"]
         value = float(loss.detach())
         first = value if first is None else first
         if value < first / 10:
@@ -329,3 +345,67 @@ def test_tiny_overfits_one_batch() -> None:
         loss.backward()
         opt.step()
     assert value < first / 10, (first, value, _step)
+
+
+# --- depth branch ------------------------------------------------------------------------------------------
+
+
+def _branch_model(**overrides) -> DualUNet:
+    torch.manual_seed(0)
+    branch = {"stem_channels": 8, "encoder_channels": (8, 16), "blocks_per_stage": (1, 1)}
+    branch |= {"block_kinds": ("fused", "fused"), "decoder_channels": (16, 8), "depth_activation": "exp"}
+    return create_model("tiny", depth_branch=branch, **overrides)
+
+
+def test_depth_branch_sees_a_smaller_whole_view_and_owns_depth() -> None:
+    model = _branch_model(depth_scale=0.5).eval()
+    assert model.depth_head is None and model.depth_net is not None
+    assert model.depth_net.config.stem_channels == 8
+    seen = []
+    model.depth_net.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape))
+    with torch.no_grad():
+        out = model(*_inputs(2, 61, 90))
+        main = model.forward_main(*_inputs(2, 61, 90))
+    assert seen == [(2, 3, 30, 45)]
+    assert out[DEPTH_PRED].shape == out[MASK_LOGITS].shape == (2, 1, 61, 90)
+    assert (out[DEPTH_PRED] > 0).all()
+    assert set(main) == {MASK_LOGITS}
+    torch.testing.assert_close(main[MASK_LOGITS], out[MASK_LOGITS])
+    # each task trains its own network: depth's gradient stays in the branch, the mask's out of it
+    model.train()
+    for key, reached, untouched in (
+        (DEPTH_PRED, model.depth_net, model.encoder),
+        (MASK_LOGITS, model.encoder, model.depth_net),
+    ):
+        model.zero_grad()
+        model(*_inputs(1, 40, 40))[key].mean().backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in reached.parameters()), key
+        assert all(p.grad is None or not p.grad.any() for p in untouched.parameters()), key
+
+
+def test_depth_branch_config_is_stored_in_full_and_round_trips(tmp_path: Path) -> None:
+    model = _branch_model()
+    stored = model.config.to_dict()["depth_branch"]
+    assert set(stored) == set(DualUNetConfig().to_dict())  # every field, not the overrides alone
+    assert DualUNetConfig.from_dict(model.config.to_dict()) == model.config
+    _randomise_norm_stats(model)
+    model.eval()
+    bg, comp = _inputs(1, 48, 64, seed=2)
+    loaded = load_model(save_model(model, tmp_path / "branch.safetensors"))
+    with torch.no_grad():
+        ref, out = model(bg, comp), loaded(bg, comp)
+    for k in ref:
+        torch.testing.assert_close(out[k], ref[k], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"depth_branch": {"depth_branch": {}}}, "cannot have a depth_branch"),
+        ({"depth_branch": {"stem_chanels": 4}}, "unknown DualUNetConfig fields"),
+        ({"depth_branch": {}, "depth_scale": 0.0}, "depth_scale"),
+    ],
+)
+def test_depth_branch_config_errors(overrides: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        create_model("tiny", **overrides)

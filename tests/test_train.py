@@ -204,3 +204,34 @@ def test_cli_options_given_override_the_yaml_and_defaults_do_not(tmp_path: Path,
     assert r.exit_code == 2 and "missing.yaml" in r.output
     r = runner.invoke(app, ["train"])
     assert r.exit_code == 2 and "--data" in r.output
+
+
+def test_depth_branch_trains_on_whole_image_views(shard_dataset: Path, tmp_path: Path, monkeypatch) -> None:
+    """A model with a depth branch: crops train the main network's mask, whole-image views the branch's depth."""
+    import fgdepth
+    from fgdepth.model.dual_unet import DualUNet
+    from fgdepth.train import depth_view_augment_config
+
+    view_aug = depth_view_augment_config(
+        {"size": 32, "infer_size": 48, "augment_config": {"crop_fraction": 0.4, "noise_std": 0.0}}, 0.5
+    )
+    assert view_aug.size == 24 and view_aug.crop_fraction is None and view_aug.noise_std == 0.0
+    seen: list[tuple[str, int]] = []
+    forward_main = DualUNet.forward_main
+
+    def recording(self, background, composite):
+        seen.append(("main" if self.depth_net is not None else "branch", background.shape[-1]))
+        return forward_main(self, background, composite)
+
+    monkeypatch.setattr(DualUNet, "forward_main", recording)
+    branch = {**TINY, "block_kinds": ("fused",) * 4, "depth_activation": "exp"}
+    out = tmp_path / "r"
+    fit(_cfg(shard_dataset, out, infer_size=48, max_steps=2, model_overrides={**TINY, "depth_branch": branch,
+                                                                                "depth_scale": 0.5}))  # fmt: skip
+    assert ("main", 32) in seen and ("branch", 24) in seen  # training: crops, and the branch's whole view
+    assert ("main", 48) in seen  # validation and test: the whole model on whole images
+    assert {shape for shape in seen if shape[0] == "branch"} == {("branch", 24)}  # never a crop
+    model = fgdepth.load_model(out / "model.safetensors")
+    assert model.depth_net is not None
+    summary = json.loads((out / "metrics.json").read_text())
+    assert "depth_abs_rel" in summary["test"]

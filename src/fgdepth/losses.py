@@ -387,6 +387,12 @@ class MultiTaskLoss(nn.Module):
       parameters); ``mask_weight`` / ``depth_weight`` still scale each task (0 switches a task off).
 
     A batch without ``depth`` gives zero depth terms; without ``depth_valid``, valid = ``depth > 0``.
+
+    ``forward(outputs, batch, depth_view=(view_outputs, view_batch))``, for a model with a depth branch: the depth
+    terms come from the branch's outputs on its own view of the samples (the whole image, smaller), and that
+    view's mask terms join the mask task with weight ``aux_mask_weight`` (it tells the branch where people are);
+    ``mask_*`` and ``depth_*`` report the main outputs' mask and the view's depth. Outputs without ``depth`` and
+    no view give zero depth terms.
     """
 
     def __init__(
@@ -404,6 +410,7 @@ class MultiTaskLoss(nn.Module):
         log_weight: float = 0.0,
         silog_weight: float = 1.0,
         depth_range: float = 10.0,
+        aux_mask_weight: float = 0.2,
     ) -> None:
         super().__init__()
         if weighting not in ("fixed", "uncertainty"):
@@ -421,6 +428,7 @@ class MultiTaskLoss(nn.Module):
         )
         self.log_weight, self.silog_weight = log_weight, silog_weight
         self.depth_range = depth_range
+        self.aux_mask_weight = aux_mask_weight
         self.log_vars = nn.Parameter(torch.zeros(2)) if weighting == "uncertainty" else None
 
     def extra_repr(self) -> str:
@@ -462,30 +470,49 @@ class MultiTaskLoss(nn.Module):
         return out
 
     def forward(
-        self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+        self,
+        outputs: dict[str, torch.Tensor],
+        batch: dict[str, torch.Tensor],
+        depth_view: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None,
     ) -> dict[str, torch.Tensor]:
         # Losses run in float32 even under autocast: SSIM's variances (E[x^2] - E[x]^2) cancel catastrophically in
         # bf16 and gave NaN gradients after ~10 steps.
         device_type = outputs[MASK_LOGITS].device.type
         with torch.autocast(device_type=device_type, enabled=False):
-            return self._forward(outputs, batch)
+            return self._forward(outputs, batch, depth_view)
 
-    def _forward(
-        self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        logits = outputs[MASK_LOGITS].float()
-        pred = outputs[DEPTH_PRED].float()
+    def _mask_terms(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        logits = logits.float()
         mask = resize_mask(batch[MASK], tuple(logits.shape[-2:]))
         out = {LOSS_MASK_BCE: mask_bce(logits, mask), LOSS_MASK_DICE: mask_dice_loss(logits, mask)}
         out[LOSS_MASK_TOTAL] = self.bce_weight * out[LOSS_MASK_BCE] + self.dice_weight * out[LOSS_MASK_DICE]
-        out.update(self._depth_terms(pred, batch))
+        return out
+
+    def _forward(
+        self,
+        outputs: dict[str, torch.Tensor],
+        batch: dict[str, torch.Tensor],
+        depth_view: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None,
+    ) -> dict[str, torch.Tensor]:
+        logits = outputs[MASK_LOGITS]
+        out = self._mask_terms(logits, batch)
+        mask_task = out[LOSS_MASK_TOTAL]
+        if depth_view is not None:
+            view_outputs, view_batch = depth_view
+            out.update(self._depth_terms(view_outputs[DEPTH_PRED].float(), view_batch))
+            aux = self._mask_terms(view_outputs[MASK_LOGITS], view_batch)[LOSS_MASK_TOTAL]
+            mask_task = mask_task + self.aux_mask_weight * aux
+        elif DEPTH_PRED in outputs:
+            out.update(self._depth_terms(outputs[DEPTH_PRED].float(), batch))
+        else:
+            out.update(self._depth_terms(logits.float(), {}))  # zeros, still attached to the graph
         if self.log_vars is None:
             w_mask = torch.tensor(self.mask_weight, device=logits.device)
             w_depth = torch.tensor(self.depth_weight, device=logits.device)
-            total = w_mask * out[LOSS_MASK_TOTAL] + w_depth * out[LOSS_DEPTH_TOTAL]
+            total = w_mask * mask_task + w_depth * out[LOSS_DEPTH_TOTAL]
         else:
             s_mask, s_depth = self.log_vars[0], self.log_vars[1]
-            total = self.mask_weight * (torch.exp(-s_mask) * out[LOSS_MASK_TOTAL] + s_mask)
+            total = self.mask_weight * (torch.exp(-s_mask) * mask_task + s_mask)
             total = total + self.depth_weight * (torch.exp(-s_depth) * out[LOSS_DEPTH_TOTAL] + s_depth)
             w_mask = (self.mask_weight * torch.exp(-s_mask)).detach()
             w_depth = (self.depth_weight * torch.exp(-s_depth)).detach()

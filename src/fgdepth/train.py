@@ -243,6 +243,11 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
             )
             self.depth_kind = depth_kind
             self.augment = BatchAugment(augment_config(train_config))
+            self.depth_view_augment = (
+                BatchAugment(depth_view_augment_config(train_config, self.model.config.depth_scale))
+                if self.model.depth_net is not None
+                else None
+            )
             self._val = M.MetricAccumulator()
 
         def on_train_start(self) -> None:
@@ -262,21 +267,36 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
 
         def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
             size = run_input_size(self.tc)
+            view = None
             if self.trainer.training and self.tc["augment"]:
                 g = torch.Generator().manual_seed(
                     self.tc["seed"] * 1_000_003 + self.global_step * 7 + self.global_rank
                 )
+                if self.depth_view_augment is not None:
+                    view = self.depth_view_augment(batch, g)
                 batch = self.augment(batch, g)
             else:
+                if self.trainer.training and self.depth_view_augment is not None:
+                    view = resize_batch(batch, self.depth_view_augment.cfg.size)
                 batch = resize_batch(batch, size)
+            if view is not None:  # training a depth branch: it learns from its own view (see model_step)
+                batch[schema.DEPTH_VIEW] = view
             if self.tc["channels_last"]:
-                for k in (schema.BACKGROUND, schema.COMPOSITE):
-                    batch[k] = batch[k].contiguous(memory_format=torch.channels_last)
+                for b in (batch, batch.get(schema.DEPTH_VIEW, {})):
+                    for k in (schema.BACKGROUND, schema.COMPOSITE):
+                        if k in b:
+                            b[k] = b[k].contiguous(memory_format=torch.channels_last)
             return batch
 
         def model_step(self, batch: dict) -> tuple[dict, dict]:
-            out = self.model(batch[schema.BACKGROUND], batch[schema.COMPOSITE])
-            return out, self.loss_fn(out, batch)
+            view = batch.get(schema.DEPTH_VIEW)
+            if view is None:
+                out = self.model(batch[schema.BACKGROUND], batch[schema.COMPOSITE])
+                return out, self.loss_fn(out, batch)
+            # a depth branch in training: the main network on the crops, the branch on the whole-image view
+            out = self.model.forward_main(batch[schema.BACKGROUND], batch[schema.COMPOSITE])
+            view_out = self.model.depth_net(view[schema.BACKGROUND], view[schema.COMPOSITE])
+            return out, self.loss_fn(out, batch, depth_view=(view_out, view))
 
         def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
             _, losses = self.model_step(batch)
@@ -447,6 +467,15 @@ def augment_config(train_config: dict) -> AugmentConfig:
     if train_config.get("infer_size"):
         extra.setdefault("crop_fraction", min(1.0, train_config["size"] / train_config["infer_size"]))
     return AugmentConfig(size=train_config["size"], **extra)
+
+
+def depth_view_augment_config(train_config: dict, depth_scale: float) -> AugmentConfig:
+    """The augmentation of a depth branch's view: the whole image (zoom <= 1.3x, as without ``infer_size``) at
+    ``depth_scale`` times the run's input size; the photometric settings of the run."""
+    extra = dict(train_config.get("augment_config") or {})
+    extra.pop("crop_fraction", None)
+    size = max(8, round(run_input_size(train_config) * depth_scale))
+    return AugmentConfig(**{**extra, "size": size})
 
 
 def to_dict_any(cfg: TrainConfig) -> dict:

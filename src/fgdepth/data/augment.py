@@ -57,6 +57,19 @@ def random_crop_theta(
     return theta.to(device)
 
 
+def smooth_before_downscale(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """Box-filter x: (B, C, H, W) before a downscale by ``factor`` (> 1.5; else x as is), same shape out.
+
+    Bilinear sampling alone aliases fine textures into speckle. The model's depth view
+    (:class:`fgdepth.model.dual_unet.DualUNet`) downsamples through this too, as training's crops did.
+    """
+    if factor <= 1.5:
+        return x
+    k = int(round(factor))
+    h, w = x.shape[-2:]
+    return F.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)[..., :h, :w]
+
+
 def warp(x: torch.Tensor, theta: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
     """Resample x: (B, C, H, W) through theta: (B, 2, 3) to (B, C, *size)."""
     grid = F.affine_grid(theta.to(x.dtype), [x.shape[0], x.shape[1], *size], align_corners=False)
@@ -69,15 +82,8 @@ def geometric(
     """The same crop/flip on all four arrays; ``bg_shift_px`` (B, 2) shifts only the background (misalignment)."""
     out = dict(batch)
     h, w = batch[schema.COMPOSITE].shape[-2:]
-    # antialias before a strong downscale: bilinear sampling alone aliases fine textures into speckle
     factor = min(h / size[0], w / size[1]) * float(theta[:, 1, 1].mean())
-    images = {k: batch[k] for k in (schema.BACKGROUND, schema.COMPOSITE)}
-    if factor > 1.5:
-        k = int(round(factor))
-        images = {
-            key: F.avg_pool2d(v, k, stride=1, padding=k // 2, count_include_pad=False)[..., :h, :w]
-            for key, v in images.items()
-        }
+    images = {k: smooth_before_downscale(batch[k], factor) for k in (schema.BACKGROUND, schema.COMPOSITE)}
     out[schema.COMPOSITE] = warp(images[schema.COMPOSITE], theta, size, "bilinear")
     theta_bg = theta
     if bg_shift_px is not None:

@@ -95,6 +95,9 @@ DEPTH = "depth"  # (B, 1, H, W) float32, metres (or relative units), 0 where unk
 DEPTH_VALID = "depth_valid"  # (B, 1, H, W) float32 in {0, 1}
 KEY = "key"  # list[str] of stems (not collated into a tensor)
 BATCH_KEYS = (BACKGROUND, COMPOSITE, MASK, DEPTH, DEPTH_VALID)
+# Training batches of a model with a depth branch also carry the branch's view: a batch dict of the same keys, the
+# whole image at the branch's (smaller) size, while the main keys hold crops.
+DEPTH_VIEW = "depth_view"
 
 # Model outputs
 MASK_LOGITS = "mask_logits"  # (B, 1, h, w) float32 logits, h = H / output_stride

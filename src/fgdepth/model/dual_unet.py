@@ -14,6 +14,15 @@ The stems run at the output resolution, so the fused (difference) features that 
 as sharp as the outputs themselves (thin limbs). Both outputs have the exact size of skip 0:
 ``h = ceil(H / s)``, ``w = ceil(W / s)`` (every strided conv is 3x3, padding 1), e.g. 192x192 -> 96x96 for s = 2
 and 97x131 -> 49x66.
+
+With ``depth_branch`` set, the depth head moves to a second DualUNet that sees the whole input downscaled by
+``depth_scale``; its depth is upsampled to the mask's size::
+
+    background, composite -> this network -------------------------------> mask_logits
+                          -> box filter + resize x depth_scale -> branch -> depth -> upsample to the mask's size
+
+Training feeds the two networks different views of a sample (crops at the inference scale to this network, the
+whole image to the branch: :mod:`fgdepth.train`); inference runs ``forward`` on the whole image.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fgdepth.data.augment import smooth_before_downscale
 from fgdepth.data.schema import DEPTH_PRED, MASK_LOGITS
 from fgdepth.model.blocks import Act, ConvNormAct, Norm, SepConv, make_stage
 
@@ -91,11 +101,26 @@ class DualUNetConfig:
     # The mask head's bias starts at logit(prior): people cover a few % of the image; starting at 0.5 wastes the
     # first hundreds of steps unlearning it.
     mask_prior: float = 0.05
+    # None: both heads read this network. A dict of DualUNetConfig fields: depth comes from a second network of
+    # that config, which sees the whole input downscaled by ``depth_scale``, and is upsampled to the mask's size.
+    # Depth needs the whole room (scale, layout), the mask needs fine detail: trained on crops at the inference
+    # scale, one network got the mask and lost depth; trained on whole small images, the reverse (README "Results").
+    depth_branch: dict[str, Any] | None = None
+    # The depth branch's input size / this network's input size (0.6: 160 px in, depth from a 96 px view).
+    depth_scale: float = 0.6
 
     def __post_init__(self) -> None:
         # JSON / YAML give lists; the dataclass holds tuples so configs compare and hash alike.
         for name in ("encoder_channels", "blocks_per_stage", "block_kinds", "decoder_channels"):
             setattr(self, name, tuple(getattr(self, name)))
+        if self.depth_branch is not None:
+            # stored in full, so a checkpoint does not depend on this version's defaults
+            if isinstance(self.depth_branch, DualUNetConfig):
+                self.depth_branch = self.depth_branch.to_dict()
+            branch = DualUNetConfig.from_dict(dict(self.depth_branch))
+            if branch.depth_branch is not None:
+                raise ValueError("a depth_branch cannot have a depth_branch of its own")
+            self.depth_branch = branch.to_dict()
         self.input_mean = tuple(float(v) for v in self.input_mean)  # type: ignore[assignment]
         self.input_std = tuple(float(v) for v in self.input_std)  # type: ignore[assignment]
         self.validate()
@@ -127,6 +152,8 @@ class DualUNetConfig:
             raise ValueError(f"unknown depth_activation {self.depth_activation!r}; valid: softplus, exp")
         if self.depth_features not in ("refined", "decoder"):
             raise ValueError(f"unknown depth_features {self.depth_features!r}; valid: refined, decoder")
+        if not 0 < self.depth_scale <= 1:
+            raise ValueError(f"depth_scale must be in (0, 1], got {self.depth_scale}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
@@ -285,7 +312,7 @@ class DualUNet(nn.Module):
         mask_logits: (B, 1, h, w) float32 raw logits (sigmoid > 0.5 is foreground)
         depth: (B, 1, h, w) float32 >= 0, metres (or relative units when trained so)
         with h = ceil(H / output_stride), w = ceil(W / output_stride) (h, w = H, W with refine_channels > 0).
-        Outputs are float32 under autocast too.
+        Outputs are float32 under autocast too. With a depth branch, depth is the branch's, upsampled to (h, w).
     """
 
     def __init__(self, config: DualUNetConfig | None = None) -> None:
@@ -303,6 +330,7 @@ class DualUNet(nn.Module):
         else:
             depth_bias = math.log(math.expm1(cfg.init_depth))  # softplus^-1
         self.refine_guide: nn.Module | None = None
+        own_depth = cfg.depth_branch is None
         if cfg.refine_channels:
             r = cfg.refine_channels
             self.refine_guide = ConvNormAct(9, r, 3, norm=cfg.norm, act=cfg.act)
@@ -312,15 +340,18 @@ class DualUNet(nn.Module):
                 c_depth = r
         mask_bias = math.log(cfg.mask_prior / (1 - cfg.mask_prior))
         self.mask_head = Head(c, cfg.norm, cfg.act, bias_init=mask_bias)
-        self.depth_head = Head(c_depth, cfg.norm, cfg.act, bias_init=depth_bias)
+        self.depth_head = Head(c_depth, cfg.norm, cfg.act, bias_init=depth_bias) if own_depth else None
         # Non-persistent: rebuilt from the config, follow .to(device), not duplicated in the state dict.
         self.register_buffer("mean", torch.tensor(cfg.input_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.input_std).view(1, 3, 1, 1), persistent=False)
         self._init_weights()
+        # after _init_weights: the branch initialises its own heads
+        self.depth_net = None if own_depth else DualUNet(DualUNetConfig.from_dict(cfg.depth_branch))
 
     def _init_weights(self) -> None:
+        heads = [self.mask_head[-1]] + ([self.depth_head[-1]] if self.depth_head is not None else [])
         for m in self.modules():
-            if isinstance(m, nn.Conv2d) and m not in (self.mask_head[-1], self.depth_head[-1]):
+            if isinstance(m, nn.Conv2d) and all(m is not h for h in heads):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
@@ -353,6 +384,25 @@ class DualUNet(nn.Module):
     def forward(self, background: torch.Tensor, composite: torch.Tensor) -> dict[str, torch.Tensor]:
         if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()):
             self.check_inputs(background, composite)
+        out = self.forward_main(background, composite)
+        if self.depth_net is not None:
+            depth = self.depth_net(self.depth_view(background), self.depth_view(composite))[DEPTH_PRED]
+            size = out[MASK_LOGITS].shape[-2:]
+            out[DEPTH_PRED] = F.interpolate(depth, size=size, mode="bilinear", align_corners=False)
+        return out
+
+    def depth_view(self, x: torch.Tensor) -> torch.Tensor:
+        """What the depth branch sees: x (B, 3, H, W) -> (B, 3, floor(H * depth_scale), floor(W * depth_scale)),
+        box-filtered first like training's downscaled views (a fixed scale factor, so ONNX keeps dynamic sizes)."""
+        scale = self.config.depth_scale
+        if scale == 1:
+            return x
+        x = smooth_before_downscale(x, 1 / scale)
+        return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+
+    def forward_main(self, background: torch.Tensor, composite: torch.Tensor) -> dict[str, torch.Tensor]:
+        """This network's own heads on the inputs as given: ``{"mask_logits"}``, and ``"depth"`` when there is no
+        depth branch (training runs the two networks on different views of a sample)."""
         bg = (background - self.mean) / self.std
         comp = (composite - self.mean) / self.std
         x = x_depth = self.decoder(self.encoder(bg, comp))
@@ -363,6 +413,8 @@ class DualUNet(nn.Module):
             if self.config.depth_features == "refined":
                 x_depth = x
         mask_logits = self.mask_head(x).float()
+        if self.depth_head is None:
+            return {MASK_LOGITS: mask_logits}
         raw = self.depth_head(x_depth).float()
         if x_depth is not x:  # decoder features at stride s: up to the mask's (full) resolution
             raw = F.interpolate(raw, size=mask_logits.shape[-2:], mode="bilinear", align_corners=False)
