@@ -404,6 +404,7 @@ def test_depth_branch_config_is_stored_in_full_and_round_trips(tmp_path: Path) -
         ({"depth_branch": {"depth_branch": {}}}, "cannot have a depth_branch"),
         ({"depth_branch": {"stem_chanels": 4}}, "unknown DualUNetConfig fields"),
         ({"depth_branch": {}, "depth_scale": 0.0}, "depth_scale"),
+        ({"depth_branch": "tiny"}, "must be None or a dict"),
     ],
 )
 def test_depth_branch_config_errors(overrides: dict, match: str) -> None:

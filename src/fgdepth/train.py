@@ -77,7 +77,6 @@ class TrainConfig:
     train_selection: str = "train"
     val_selection: str = "val"
     test_selection: str = "test"
-    compile: bool = False
     log_every_steps: int = 20
 
 

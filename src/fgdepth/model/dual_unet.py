@@ -117,6 +117,10 @@ class DualUNetConfig:
             # stored in full, so a checkpoint does not depend on this version's defaults
             if isinstance(self.depth_branch, DualUNetConfig):
                 self.depth_branch = self.depth_branch.to_dict()
+            if not isinstance(self.depth_branch, dict):
+                raise ValueError(
+                    f"depth_branch must be None or a dict of DualUNetConfig fields, got {self.depth_branch!r}"
+                )
             branch = DualUNetConfig.from_dict(dict(self.depth_branch))
             if branch.depth_branch is not None:
                 raise ValueError("a depth_branch cannot have a depth_branch of its own")

@@ -3,14 +3,15 @@
 ==========  ========  ===============================================================================
 name        params    meant for
 ==========  ========  ===============================================================================
-``tiny``    ~0.74 M   CPU training at 96 px (>= 60 images/s on 2 cores) and CPU / ONNX inference; depth from a branch
+``tiny``    ~0.74 M   CPU training at 96 px (>= 60 images/s on 2 cores) and CPU / ONNX inference
 ``small``   ~0.72 M   CPU inference at 192 px, short GPU runs
 ``base``    ~3.5 M    GPU training at the reference 192 px in / 96 px out
 ==========  ========  ===============================================================================
 
 All presets use ``output_stride = 2`` (the reference 192 -> 96); override it with ``output_stride=1`` or ``4``.
 ``tiny`` gives depth to a branch of its own (the same widths, no refinement) that sees the whole image at 0.6 of
-the input size; ``small`` and ``base`` read both heads from one network (``depth_branch=None``).
+the input size; ``small`` and ``base`` read both heads from one network (``depth_branch=None``). Overrides apply to
+the main network: change the branch with ``depth_branch={...}`` (DualUNetConfig fields), drop it with ``None``.
 """
 
 from __future__ import annotations
