@@ -19,8 +19,10 @@ import time
 
 import torch
 
+from fgdepth.data import schema
 from fgdepth.losses import MultiTaskLoss
 from fgdepth.model import count_parameters, create_model
+from fgdepth.train import model_step
 
 DEFAULT_CASES = ["tiny:96:32", "small:96:32", "small:192:16", "base:192:8"]
 MODES = ("fp32", "fp32-cl", "bf16", "bf16-cl")  # dtype, "-cl": channels_last
@@ -56,17 +58,12 @@ def images_per_second(
     crit = MultiTaskLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     data = make_batch(batch, size, channels_last)
-    view = make_batch(batch, view_size or size, channels_last) if model.depth_net is not None else None
+    if model.depth_net is not None:  # the branch trains on its own whole-image view, as in fgdepth.train
+        data[schema.DEPTH_VIEW] = make_batch(batch, view_size or size, channels_last)
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            if view is None:
-                out = model(data["background"], data["composite"])
-                loss = crit(out, data)["loss"]
-            else:  # as fgdepth.train does: the main network on the crop, the branch on the whole view
-                out = model.forward_main(data["background"], data["composite"])
-                view_out = model.depth_net(view["background"], view["composite"])
-                loss = crit(out, data, depth_view=(view_out, view))["loss"]
+            loss = model_step(model, crit, data)[1]["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -310,6 +310,7 @@ def test_save_compiled_like_wrapper(tmp_path: Path) -> None:
 def test_tiny_overfits_one_batch() -> None:
     from fgdepth.data.augment import resize_batch
     from fgdepth.losses import MultiTaskLoss
+    from fgdepth.train import model_step
 
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
@@ -330,13 +331,12 @@ def test_tiny_overfits_one_batch() -> None:
     model = create_model("tiny")
     assert model.depth_net is not None
     # as training runs it: the mask network on the batch, the depth branch on its whole view (0.6 x 32 = 19 px)
-    view = resize_batch(batch, round(32 * model.config.depth_scale))
+    batch["depth_view"] = resize_batch(batch, round(32 * model.config.depth_scale))
     crit = MultiTaskLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
     first = None
     for _step in range(300):
-        view_out = model.depth_net(view["background"], view["composite"])
-        loss = crit(model.forward_main(bg, comp), batch, depth_view=(view_out, view))["loss"]
+        loss = model_step(model, crit, batch)[1]["loss"]
         value = float(loss.detach())
         first = value if first is None else first
         if value < first / 10:

@@ -288,14 +288,7 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
             return batch
 
         def model_step(self, batch: dict) -> tuple[dict, dict]:
-            view = batch.get(schema.DEPTH_VIEW)
-            if view is None:
-                out = self.model(batch[schema.BACKGROUND], batch[schema.COMPOSITE])
-                return out, self.loss_fn(out, batch)
-            # a depth branch in training: the main network on the crops, the branch on the whole-image view
-            out = self.model.forward_main(batch[schema.BACKGROUND], batch[schema.COMPOSITE])
-            view_out = self.model.depth_net(view[schema.BACKGROUND], view[schema.COMPOSITE])
-            return out, self.loss_fn(out, batch, depth_view=(view_out, view))
+            return model_step(self.model, self.loss_fn, batch)
 
         def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
             _, losses = self.model_step(batch)
@@ -458,6 +451,18 @@ def merge_csv_logs(log_dir: Path) -> None:
     os.replace(tmp, log_dir / "metrics.csv")
     for path in parts:
         path.unlink()
+
+
+def model_step(model, loss_fn, batch: dict) -> tuple[dict, dict]:
+    """Outputs and losses of ``model`` (a DualUNet) on ``batch``. A batch carrying ``schema.DEPTH_VIEW`` (training a
+    depth branch) runs the main network on the batch's images (crops) and the branch on the view (whole images)."""
+    view = batch.get(schema.DEPTH_VIEW)
+    if view is None:
+        out = model(batch[schema.BACKGROUND], batch[schema.COMPOSITE])
+        return out, loss_fn(out, batch)
+    out = model.forward_main(batch[schema.BACKGROUND], batch[schema.COMPOSITE])
+    view_out = model.depth_net(view[schema.BACKGROUND], view[schema.COMPOSITE])
+    return out, loss_fn(out, batch, depth_view=(view_out, view))
 
 
 def augment_config(train_config: dict) -> AugmentConfig:
