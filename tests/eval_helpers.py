@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from fgdepth.model import create_model, save_model
+from fgdepth.model.dual_unet import Head
 
 # (height, width) of the reference-layout samples; the third one has no depth file
 REF_SIZES = [(40, 56), (64, 48), (70, 70), (52, 66)]
@@ -29,10 +30,8 @@ def randomised_tiny_model(**overrides) -> torch.nn.Module:
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
                 m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-        for net in (model, model.depth_net):
-            for head in (net.mask_head, net.depth_head) if net is not None else ():
-                if head is not None:
-                    head[-1].weight.normal_(0, 0.3, generator=g)
+        for head in (m for m in model.modules() if isinstance(m, Head)):  # the depth branch's too
+            head[-1].weight.normal_(0, 0.3, generator=g)
     return model
 
 

@@ -278,13 +278,12 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
                 if self.trainer.training and self.depth_view_augment is not None:
                     view = resize_batch(batch, self.depth_view_augment.cfg.size)
                 batch = resize_batch(batch, size)
+            if self.tc["channels_last"]:
+                for b in (batch,) if view is None else (batch, view):
+                    for k in (schema.BACKGROUND, schema.COMPOSITE):
+                        b[k] = b[k].contiguous(memory_format=torch.channels_last)
             if view is not None:  # training a depth branch: it learns from its own view (see model_step)
                 batch[schema.DEPTH_VIEW] = view
-            if self.tc["channels_last"]:
-                for b in (batch, batch.get(schema.DEPTH_VIEW, {})):
-                    for k in (schema.BACKGROUND, schema.COMPOSITE):
-                        if k in b:
-                            b[k] = b[k].contiguous(memory_format=torch.channels_last)
             return batch
 
         def model_step(self, batch: dict) -> tuple[dict, dict]:
