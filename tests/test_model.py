@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -331,7 +332,7 @@ def test_tiny_overfits_one_batch() -> None:
     model = create_model("tiny")
     assert model.depth_net is not None
     # as training runs it: the mask network on the batch, the depth branch on its whole view (0.6 x 32 = 19 px)
-    batch["depth_view"] = resize_batch(batch, round(32 * model.config.depth_scale))
+    batch["depth_view"] = resize_batch(batch, math.floor(32 * model.config.depth_scale))
     crit = MultiTaskLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
     first = None

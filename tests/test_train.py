@@ -209,6 +209,7 @@ def test_cli_options_given_override_the_yaml_and_defaults_do_not(tmp_path: Path,
 def test_depth_branch_trains_on_whole_image_views(shard_dataset: Path, tmp_path: Path, monkeypatch) -> None:
     """A model with a depth branch: crops train the main network's mask, whole-image views the branch's depth."""
     import fgdepth
+    from fgdepth.model import create_model
     from fgdepth.model.dual_unet import DualUNet
     from fgdepth.train import depth_view_augment_config
 
@@ -216,6 +217,9 @@ def test_depth_branch_trains_on_whole_image_views(shard_dataset: Path, tmp_path:
         {"size": 32, "infer_size": 48, "augment_config": {"crop_fraction": 0.4, "noise_std": 0.0}}, 0.5
     )
     assert view_aug.size == 24 and view_aug.crop_fraction is None and view_aug.noise_std == 0.0
+    # training's view has the size of the model's own view at inference, also where 98 x 0.6 = 58.8 is not whole
+    own_view = create_model("tiny").depth_view(torch.zeros(1, 3, 98, 98))
+    assert depth_view_augment_config({"size": 64, "infer_size": 98}, 0.6).size == own_view.shape[-1] == 58
     seen: list[tuple[str, int]] = []
     forward_main = DualUNet.forward_main
 

@@ -477,7 +477,8 @@ def depth_view_augment_config(train_config: dict, depth_scale: float) -> Augment
     ``depth_scale`` times the run's input size; the photometric settings of the run."""
     extra = dict(train_config.get("augment_config") or {})
     extra.pop("crop_fraction", None)
-    size = max(8, round(run_input_size(train_config) * depth_scale))
+    # floor, as F.interpolate(scale_factor=depth_scale) sizes the model's own view (DualUNet.depth_view)
+    size = max(8, math.floor(run_input_size(train_config) * depth_scale))
     return AugmentConfig(**{**extra, "size": size})
 
 
