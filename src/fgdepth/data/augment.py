@@ -3,7 +3,8 @@ module that holds the hyper-parameters).
 
 Geometry: one random crop / flip per sample, applied identically to background, composite, mask and depth
 (bilinear for images, nearest for mask and depth so depth never mixes across edges), with the background given an
-extra sub-pixel-to-1.5-pixel shift (the two shots are never perfectly aligned).
+extra sub-pixel-to-1.5-pixel shift (the two shots are never perfectly aligned). Depth is divided by the zoom
+(``AugmentConfig.zoom_scales_depth``), so a larger-looking room is a nearer one, as through a fixed lens.
 
 Photometry: a shared camera jitter (both shots: brightness, contrast, saturation, gamma, white balance), then
 per-shot differences as between two real shots (exposure, colour temperature, noise, blur, JPEG at independent
