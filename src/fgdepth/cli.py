@@ -345,6 +345,13 @@ def evaluate_cmd(
     batch_size: int = typer.Option(16, help="Batch size."),
     onnx: Path | None = typer.Option(None, "--onnx", help="Evaluate an exported ONNX model instead."),
     device: str = typer.Option("auto", help="auto | cpu | cuda (PyTorch only)."),
+    hfov: float | None = typer.Option(
+        None, help="The cameras' horizontal field of view, degrees (models with a canonical camera)."
+    ),
+    intrinsics: bool = typer.Option(
+        True,
+        help="Use each sample's recorded camera (procedural datasets record it) when --hfov is not given.",
+    ),
 ) -> None:
     """Evaluate a model against the classical baseline: prints a table, writes JSON / CSV."""
     from fgdepth.evaluate import evaluate, table_lines, write_csv, write_json
@@ -354,7 +361,8 @@ def evaluate_cmd(
     try:
         result = evaluate(
             checkpoint, data, selection=selection, align=align, batch_size=batch_size, size=size,
-            limit=limit, per_sample=csv_out is not None, onnx=onnx, device=_device(device),
+            limit=limit, per_sample=csv_out is not None, onnx=onnx, device=_device(device), hfov=hfov,
+            intrinsics=intrinsics,
         )  # fmt: skip
     except (FileNotFoundError, ValueError, ImportError) as err:
         _fail(str(err))
@@ -384,6 +392,11 @@ def predict_cmd(
     size: int | None = typer.Option(None, help="Model input size, short side (default: the training size)."),
     batch_size: int = typer.Option(8, help="Batch size."),
     device: str = typer.Option("auto", help="auto | cpu | cuda (PyTorch only)."),
+    hfov: float | None = typer.Option(
+        None,
+        help="The camera's horizontal field of view, degrees: metric depth for models with a canonical "
+        "camera (without it, depth as through that camera).",
+    ),
 ) -> None:
     """Masks (0/255 PNG), depth (uint16 mm PNG), colour depth and overlays for images or a video."""
     from fgdepth.predict import predict
@@ -395,7 +408,7 @@ def predict_cmd(
     try:
         summary = predict(
             background, out, checkpoint=checkpoint, onnx=onnx, image=image, images=images, video=video,
-            size=size, batch_size=batch_size, device=_device(device),
+            size=size, batch_size=batch_size, device=_device(device), hfov=hfov,
         )  # fmt: skip
     except (FileNotFoundError, ValueError, OSError, ImportError) as err:
         _fail(str(err))
@@ -462,6 +475,12 @@ def demo_cmd(
         f"held-out test ({h['num_samples']} samples, unseen rooms and people): "
         f"mask IoU {h['mask_iou']:.3f} (baseline {h['baseline_mask_iou']:.3f}), F1 {h['mask_f1']:.3f}, "
         f"depth AbsRel {h['depth_abs_rel']:.3f}, RMSE {h['depth_rmse']:.3f} m, delta1 {h['depth_delta1']:.3f}"
+        f" (camera: {summary['camera']})"
+    )
+    u = summary["camera_unknown"]
+    typer.echo(
+        f"depth as if the cameras were unknown: AbsRel {u['depth_abs_rel']:.3f}, RMSE {u['depth_rmse']:.3f} m, "
+        f"delta1 {u['depth_delta1']:.3f}"
     )
     typer.echo(f"timings: {summary['timings']}")
     typer.echo(f"report: {summary['report']}")

@@ -70,6 +70,7 @@ def _numpy_sample(t: Mapping[str, Any]) -> Sample:
         schema.COMPOSITE: image(t[schema.COMPOSITE]),
         schema.MASK: t[schema.MASK][0].numpy() > 0.5,
         schema.DEPTH: t[schema.DEPTH][0].numpy().astype(np.float32) if bool(valid.any()) else None,
+        schema.FOCAL: float(t[schema.FOCAL]) if schema.FOCAL in t else 0.0,
     }
 
 
@@ -175,13 +176,19 @@ def evaluate_predictions(
 
 # ---------------------------------------------------------------------------------------------- running
 def evaluate_samples(
-    predictor: Any, samples: Iterable[Sample], align: M.Align, keep: set[str] | None = None
+    predictor: Any,
+    samples: Iterable[Sample],
+    align: M.Align,
+    keep: set[str] | None = None,
+    intrinsics: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, dict]]:
     """Predict and score ``samples`` in batches of ``predictor.batch_size``; returns the per-sample rows and,
-    for the keys in ``keep``, the samples with their predictions (``pred_mask``, ``pred_depth``) for pictures."""
+    for the keys in ``keep``, the samples with their predictions (``pred_mask``, ``pred_depth``) for pictures.
+    With ``intrinsics``, each sample's recorded camera (``focal``) goes to the predictor."""
     rows, kept = [], {}
     for batch in _batches(samples, max(1, predictor.batch_size)):
-        preds = predictor([s[schema.BACKGROUND] for s in batch], [s[schema.COMPOSITE] for s in batch])
+        focals = [s.get(schema.FOCAL) or 0.0 for s in batch] if intrinsics else None
+        preds = predictor([s[schema.BACKGROUND] for s in batch], [s[schema.COMPOSITE] for s in batch], focals)
         for s, (mask, depth) in zip(batch, preds, strict=True):
             rows.append(score_sample(mask, depth, s, align))
             if keep is not None and s[schema.KEY] in keep:
@@ -200,6 +207,8 @@ def evaluate(
     per_sample: bool = False,
     onnx: str | Path | None = None,
     device: str = "cpu",
+    hfov: float | None = None,
+    intrinsics: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint (or an ONNX model: ``checkpoint=None, onnx=path``) on ``data``.
 
@@ -211,6 +220,10 @@ def evaluate(
             checkpoint's training size, else the dataset's size, else 192.
         limit: only the first ``limit`` samples.
         per_sample: add ``per_sample`` rows (key, size, every metric, baseline metrics).
+        hfov, intrinsics: the cameras, for a model with a canonical camera (:mod:`fgdepth.intrinsics`): ``hfov``
+            (degrees) for every sample; else, with ``intrinsics``, each sample's recorded focal length (the
+            procedural world records them), the canonical camera where none is recorded. ``camera`` in the
+            result says which: ``hfov <deg>``, ``intrinsics`` or ``canonical``.
 
     Returns:
         ``{mask_iou, mask_f1, depth_abs_rel, depth_rmse, depth_delta1, baseline_mask_iou, num_samples,
@@ -222,11 +235,19 @@ def evaluate(
     info = dataset_info(data)
     mode = resolve_align(align, info["depth_kind"])
     predictor = Predictor.load(
-        checkpoint, onnx, size=size, batch_size=batch_size, device=device, default_size=info["size"]
+        checkpoint,
+        onnx,
+        size=size,
+        batch_size=batch_size,
+        device=device,
+        default_size=info["size"],
+        hfov=hfov,
     )
     if info["fgdepth"]:
         schema.selection_groups(selection)  # raises naming the valid selections
-    rows, _ = evaluate_samples(predictor, iter_samples(data, selection, limit), mode)
+    use_intrinsics = intrinsics and hfov is None
+    samples = iter_samples(data, selection, limit)
+    rows, _ = evaluate_samples(predictor, samples, mode, intrinsics=use_intrinsics)
     if not rows:
         raise ValueError(f"{data}: the selection {selection!r} has no samples")
     out = summarize(rows)
@@ -237,6 +258,7 @@ def evaluate(
         data=str(data),
         model=predictor.name,
         size=predictor.size,
+        camera=f"hfov {hfov:g}" if hfov is not None else ("intrinsics" if use_intrinsics else "canonical"),
     )
     if per_sample:
         out["per_sample"] = rows

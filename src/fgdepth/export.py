@@ -2,6 +2,8 @@
 
 The ONNX graph has inputs ``background`` and ``composite``: (B, 3, H, W) float32 in [0, 1] (the model
 normalises them itself) and outputs ``mask_logits`` and ``depth``: (B, 1, h, w) float32, with dynamic B, H, W.
+A model with a canonical camera exports depth as through that camera and records it in the metadata
+(``fgdepth.canonical_hfov``).
 onnx / onnxruntime are optional dependencies (``pip install fgdepth[onnx]``), imported inside the functions.
 """
 
@@ -17,9 +19,13 @@ import torch
 from torch import nn
 
 from fgdepth.data.schema import BACKGROUND, COMPOSITE, DEPTH_PRED, MASK_LOGITS
+from fgdepth.intrinsics import focal_from_hfov
 
 INPUT_NAMES = (BACKGROUND, COMPOSITE)
 OUTPUT_NAMES = (MASK_LOGITS, DEPTH_PRED)
+# metadata key: a model with a canonical camera exports its depth as through that camera; readers rescale it
+# for theirs (fgdepth.intrinsics.depth_at_focal), as OnnxRunner.canonical_focal and Predictor do
+META_CANONICAL_HFOV = "fgdepth.canonical_hfov"
 
 
 def _check_sizes(size: int) -> list[tuple[int, int, int]]:
@@ -94,6 +100,11 @@ def export_onnx(
                     do_constant_folding=True,
                     dynamo=False,
                 )
+        hfov = getattr(getattr(model, "config", None), "canonical_hfov", None)
+        if hfov is not None:
+            proto = onnx.load(str(path))
+            onnx.helper.set_model_props(proto, {META_CANONICAL_HFOV: repr(float(hfov))})
+            onnx.save(proto, str(path))
         onnx.checker.check_model(onnx.load(str(path)))
         runner = OnnxRunner(path)
         per_check = []
@@ -152,6 +163,9 @@ class OnnxRunner:
             str(self.path), sess_options=opts, providers=providers or ["CPUExecutionProvider"]
         )
         self.output_names = [o.name for o in self.session.get_outputs()]
+        hfov = self.session.get_modelmeta().custom_metadata_map.get(META_CANONICAL_HFOV)
+        # the canonical camera's focal (fgdepth.intrinsics) when the depth output is through it, else None
+        self.canonical_focal = focal_from_hfov(float(hfov), 1, 1) if hfov else None
 
     @staticmethod
     def _as_array(name: str, x: np.ndarray | torch.Tensor) -> np.ndarray:

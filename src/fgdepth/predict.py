@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from fgdepth.data import codec, schema
+from fgdepth.intrinsics import depth_at_focal, focal_from_hfov
 from fgdepth.viz import colorize_depth, overlay_mask, save_png, write_atomic
 
 DEFAULT_SIZE = 192  # the reference resolution, when neither the checkpoint nor the data says otherwise
@@ -91,10 +93,14 @@ def _to_batch(images: Sequence[np.ndarray], hw: tuple[int, int]) -> torch.Tensor
 class Predictor:
     """Masks and depth for (background, composite) pairs from a DualUNet or an :class:`~fgdepth.export.OnnxRunner`.
 
-    ``predictor(backgrounds, composites)`` takes lists of (H, W, 3) uint8 RGB images (pair i shares one size;
-    pairs may differ) and returns one ``(mask (H, W) bool, depth (H, W) float32)`` per pair at the pair's own
-    resolution. Pairs with the same model input size are batched (``batch_size``). The caller places the
+    ``predictor(backgrounds, composites, focals=None)`` takes lists of (H, W, 3) uint8 RGB images (pair i shares
+    one size; pairs may differ) and returns one ``(mask (H, W) bool, depth (H, W) float32)`` per pair at the pair's
+    own resolution. Pairs with the same model input size are batched (``batch_size``). The caller places the
     torch model on ``device``.
+
+    Cameras (models with a canonical camera, :mod:`fgdepth.intrinsics`): pair i is seen through ``focals[i]``
+    (focal length / short side) when given and > 0, else through a lens of horizontal field of view ``hfov``
+    (degrees) when set, else through the canonical camera. Models without one ignore both.
     """
 
     model: torch.nn.Module | None = None
@@ -103,12 +109,33 @@ class Predictor:
     batch_size: int = 16
     device: str = "cpu"
     name: str = field(default="model")
+    hfov: float | None = None
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.onnx is None):
             raise ValueError("Predictor needs exactly one of model (PyTorch) or onnx (OnnxRunner)")
         if self.model is not None:
             self.model.eval()
+        if self.hfov is not None:
+            focal_from_hfov(self.hfov, 1, 1)  # raises on a field of view outside (0, 180)
+            if self.canonical_focal is None:
+                warnings.warn(
+                    f"{self.name} has no canonical camera: its depth does not depend on the field of view "
+                    f"(hfov {self.hfov} is ignored)",
+                    stacklevel=2,
+                )
+
+    @property
+    def canonical_focal(self) -> float | None:
+        """The model's canonical camera (``focal``), None if its depth does not depend on the camera."""
+        source = self.model if self.model is not None else self.onnx
+        return getattr(source, "canonical_focal", None)
+
+    def focal_of(self, height: int, width: int, focal: float | None = None) -> float:
+        """The ``focal`` a pair of (height, width) is seen through: ``focal`` if > 0, else ``hfov``'s, else 0."""
+        if focal is not None and focal > 0:
+            return float(focal)
+        return focal_from_hfov(self.hfov, height, width) if self.hfov is not None else 0.0
 
     @classmethod
     def load(
@@ -119,6 +146,7 @@ class Predictor:
         batch_size: int = 16,
         device: str = "cpu",
         default_size: int | None = None,
+        hfov: float | None = None,
     ) -> Predictor:
         """From a checkpoint (``.safetensors`` / ``.pt`` / ``.ckpt``) or an ``.onnx`` file. ``size`` defaults to
         the checkpoint's training size (:func:`checkpoint_train_size`), else ``default_size``, else 192."""
@@ -131,26 +159,41 @@ class Predictor:
 
             if not Path(onnx).is_file():
                 raise FileNotFoundError(f"no ONNX model at {onnx}")
-            return cls(onnx=OnnxRunner(onnx), size=size, batch_size=batch_size, name=str(onnx))
+            runner = OnnxRunner(onnx)
+            return cls(onnx=runner, size=size, batch_size=batch_size, name=str(onnx), hfov=hfov)
         from fgdepth.model.checkpoint import load_model
 
         model = load_model(checkpoint).to(device)
-        return cls(model=model, size=size, batch_size=batch_size, device=device, name=str(checkpoint))
+        return cls(
+            model=model, size=size, batch_size=batch_size, device=device, name=str(checkpoint), hfov=hfov
+        )
 
-    def _run(self, bg: torch.Tensor, comp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw outputs (mask_logits, depth), (B, 1, h, w) float32 on the CPU."""
+    def _run(
+        self, bg: torch.Tensor, comp: torch.Tensor, focal: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw outputs (mask_logits, depth), (B, 1, h, w) float32 on the CPU; ``focal`` (B,), 0 = unknown."""
         if self.onnx is not None:
             out = self.onnx(bg.numpy(), comp.numpy())  # type: ignore[operator]
-            return torch.from_numpy(out[schema.MASK_LOGITS]), torch.from_numpy(out[schema.DEPTH_PRED])
+            depth = torch.from_numpy(out[schema.DEPTH_PRED])
+            canonical = self.canonical_focal  # the exported graph gives the canonical camera's depth
+            if canonical is not None:
+                depth = depth_at_focal(depth, focal, canonical)
+            return torch.from_numpy(out[schema.MASK_LOGITS]), depth
+        camera = {"focal": focal.to(self.device)} if self.canonical_focal is not None else {}
         with torch.inference_mode():
-            out = self.model(bg.to(self.device), comp.to(self.device))  # type: ignore[misc]
+            out = self.model(bg.to(self.device), comp.to(self.device), **camera)  # type: ignore[misc]
         return out[schema.MASK_LOGITS].float().cpu(), out[schema.DEPTH_PRED].float().cpu()
 
     def __call__(
-        self, backgrounds: Sequence[np.ndarray], composites: Sequence[np.ndarray]
+        self,
+        backgrounds: Sequence[np.ndarray],
+        composites: Sequence[np.ndarray],
+        focals: Sequence[float | None] | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         if len(backgrounds) != len(composites):
             raise ValueError(f"{len(backgrounds)} backgrounds for {len(composites)} composites")
+        if focals is not None and len(focals) != len(composites):
+            raise ValueError(f"{len(focals)} focals for {len(composites)} composites")
         results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(composites)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, (bg, comp) in enumerate(zip(backgrounds, composites, strict=True)):
@@ -162,9 +205,14 @@ class Predictor:
         for hw, idx in groups.items():
             for start in range(0, len(idx), self.batch_size):
                 chunk = idx[start : start + self.batch_size]
+                focal = [
+                    self.focal_of(*composites[i].shape[:2], focals[i] if focals is not None else None)
+                    for i in chunk
+                ]
                 logits, depth = self._run(
                     _to_batch([backgrounds[i] for i in chunk], hw),
                     _to_batch([composites[i] for i in chunk], hw),
+                    torch.tensor(focal, dtype=torch.float32),
                 )
                 for j, i in enumerate(chunk):
                     h, w = composites[i].shape[:2]
@@ -336,15 +384,18 @@ def predict(
     size: int | None = None,
     batch_size: int = 8,
     device: str = "cpu",
+    hfov: float | None = None,
 ) -> dict[str, object]:
     """Predict one image, a folder of images or a video (exactly one of ``image`` / ``images`` / ``video``)
     against the empty-scene ``background`` with a checkpoint or an ONNX model; write the outputs under ``out``.
+    ``hfov``: the camera's horizontal field of view in degrees, for models with a canonical camera (without it,
+    depth is as through the canonical camera).
 
     Returns a summary ``{"model", "size", "outputs": [...]}`` (also written to ``out/predict.json``).
     """
     if sum(x is not None for x in (image, images, video)) != 1:
         raise ValueError("give exactly one of image, images or video")
-    predictor = Predictor.load(checkpoint, onnx, size=size, batch_size=batch_size, device=device)
+    predictor = Predictor.load(checkpoint, onnx, size=size, batch_size=batch_size, device=device, hfov=hfov)
     bg_path = Path(background)
     if not bg_path.is_file():
         raise FileNotFoundError(f"no background image at {bg_path}")
@@ -360,6 +411,6 @@ def predict(
         if missing or not paths:
             raise FileNotFoundError(f"no input image at {', '.join(missing) or images}")
         outputs = predict_images(predictor, bg, paths, out)
-    summary = {"model": predictor.name, "size": predictor.size, "outputs": outputs}
+    summary = {"model": predictor.name, "size": predictor.size, "hfov": hfov, "outputs": outputs}
     write_atomic(out / "predict.json", json.dumps(summary, indent=2).encode())
     return summary

@@ -93,7 +93,7 @@ class MemoryDataset(Dataset):
             if isinstance(source, ShardDataset)
             else map(source.load_numpy, range(len(source)))
         )
-        bgs, comps, masks, depths, keys = [], [], [], [], []
+        bgs, comps, masks, depths, focals, keys = [], [], [], [], [], []
         size = (cache_size, cache_size)
         for s in samples:
             h, w = s[schema.MASK].shape
@@ -107,6 +107,8 @@ class MemoryDataset(Dataset):
                 if d is None
                 else cv2.resize(d, size, interpolation=cv2.INTER_NEAREST)
             )
+            # focal is relative to the short side; squeezing to a square makes the width the reference
+            focals.append(float(s.get(schema.FOCAL) or 0.0) * min(h, w) / w)
             keys.append(s[schema.KEY])
         if not keys:
             raise ValueError("no samples to cache")
@@ -114,6 +116,7 @@ class MemoryDataset(Dataset):
         self.composite = torch.from_numpy(np.stack(comps)).permute(0, 3, 1, 2).contiguous()
         self.mask = torch.from_numpy(np.stack(masks))[:, None]
         self.depth = torch.from_numpy(np.stack(depths))[:, None]
+        self.focal = torch.tensor(focals, dtype=torch.float32)
         self.keys = keys
 
     def __len__(self) -> int:
@@ -127,6 +130,7 @@ class MemoryDataset(Dataset):
             schema.MASK: self.mask[i].float(),
             schema.DEPTH: depth,
             schema.DEPTH_VALID: (depth > 0).float(),
+            schema.FOCAL: self.focal[i],
             schema.KEY: self.keys[i],
         }
 
@@ -261,8 +265,10 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
                 path = Path(self.trainer.default_root_dir) / f"shards_rank{self.global_rank}.json"
                 path.write_text(json.dumps({"rank": self.global_rank, "shards": shards}, indent=1))
 
-        def forward(self, background: torch.Tensor, composite: torch.Tensor) -> dict:
-            return self.model(background, composite)
+        def forward(
+            self, background: torch.Tensor, composite: torch.Tensor, focal: torch.Tensor | None = None
+        ) -> dict:
+            return self.model(background, composite, focal=focal)
 
         def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
             size = run_input_size(self.tc)
@@ -457,10 +463,11 @@ def model_step(model, loss_fn, batch: dict) -> tuple[dict, dict]:
     depth branch) runs the main network on the batch's images (crops) and the branch on the view (whole images)."""
     view = batch.get(schema.DEPTH_VIEW)
     if view is None:
-        out = model(batch[schema.BACKGROUND], batch[schema.COMPOSITE])
+        out = model(batch[schema.BACKGROUND], batch[schema.COMPOSITE], focal=batch.get(schema.FOCAL))
         return out, loss_fn(out, batch)
     out = model.forward_main(batch[schema.BACKGROUND], batch[schema.COMPOSITE])
     view_out = model.depth_net(view[schema.BACKGROUND], view[schema.COMPOSITE])
+    view_out[schema.DEPTH_PRED] = model.to_camera(view_out[schema.DEPTH_PRED], view.get(schema.FOCAL))
     return out, loss_fn(out, batch, depth_view=(view_out, view))
 
 

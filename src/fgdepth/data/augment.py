@@ -4,7 +4,8 @@ module that holds the hyper-parameters).
 Geometry: one random crop / flip per sample, applied identically to background, composite, mask and depth
 (bilinear for images, nearest for mask and depth so depth never mixes across edges), with the background given an
 extra sub-pixel-to-1.5-pixel shift (the two shots are never perfectly aligned). Depth is divided by the zoom
-(``AugmentConfig.zoom_scales_depth``), so a larger-looking room is a nearer one, as through a fixed lens.
+(``AugmentConfig.zoom_scales_depth``), so a larger-looking room is a nearer one, as through a fixed lens (the
+batch's ``focal`` stays the camera's); without that, ``focal`` is multiplied by the zoom instead.
 
 Photometry: a shared camera jitter (both shots: brightness, contrast, saturation, gamma, white balance), then
 per-shot differences as between two real shots (exposure, colour temperature, noise, blur, JPEG at independent
@@ -254,9 +255,11 @@ class BatchAugment(torch.nn.Module):
         px = (batch[schema.COMPOSITE].shape[-1] / c.size) * theta[:, 0, 0].abs().cpu().view(-1, 1)
         shift = (torch.rand(b, 2, generator=g) * 2 - 1) * c.bg_shift_px * px
         out = geometric(batch, theta, (c.size, c.size), shift)
+        zoom = (c.crop_fraction or 1.0) / (theta[:, 0, 0].abs() * theta[:, 1, 1].abs()).sqrt()  # (B,)
         if c.zoom_scales_depth:
-            side = (theta[:, 0, 0].abs() * theta[:, 1, 1].abs()).sqrt().view(-1, 1, 1, 1)
-            out[schema.DEPTH] = out[schema.DEPTH] * (side / (c.crop_fraction or 1.0)).to(out[schema.DEPTH])
+            out[schema.DEPTH] = out[schema.DEPTH] / zoom.view(-1, 1, 1, 1).to(out[schema.DEPTH])
+        elif schema.FOCAL in out:  # the view is as through a longer lens
+            out[schema.FOCAL] = out[schema.FOCAL] * zoom.to(out[schema.FOCAL])
         shared = dict(
             brightness=_uniform(b, -c.brightness, c.brightness, g),
             contrast=_uniform(b, 1 - c.contrast, 1 + c.contrast, g),

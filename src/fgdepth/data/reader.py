@@ -2,7 +2,8 @@
 
 All three yield the same dict (``schema`` keys): ``background``/``composite`` (3, H, W) float32 in [0, 1],
 ``mask`` (1, H, W) float32 in {0, 1}, ``depth`` (1, H, W) float32 (metres for metric datasets, 0 = unknown),
-``depth_valid`` (1, H, W) float32, and ``key`` (the sample stem).
+``depth_valid`` (1, H, W) float32, ``focal`` () float32 (the camera's focal length over the image's short side,
+from ``bg_meta/<bg_id>.json``; 0 = unknown) and ``key`` (the sample stem).
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from fgdepth.data import codec, schema
+from fgdepth.intrinsics import focal_from_intrinsics
 
-NumpySample = dict  # background/composite (H, W, 3) uint8, mask (H, W) bool, depth (H, W) float32 | None, key
+NumpySample = (
+    dict  # background/composite (H, W, 3) uint8, mask (H, W) bool, depth (H, W) float32 | None, focal, key
+)
 
 
 def read_manifest(root: str | Path) -> dict:
@@ -54,6 +58,7 @@ def to_tensors(sample: NumpySample) -> dict:
         schema.MASK: mask,
         schema.DEPTH: depth_t,
         schema.DEPTH_VALID: (depth_t > 0).float(),
+        schema.FOCAL: torch.tensor(float(sample.get(schema.FOCAL) or 0.0)),
         schema.KEY: sample[schema.KEY],
     }
 
@@ -64,6 +69,7 @@ class _BackgroundCache:
     def __init__(self, root: Path):
         self.root = root
         self._cache: dict[str, np.ndarray] = {}
+        self._focal: dict[str, float] = {}
 
     def __call__(self, bg_id: str) -> np.ndarray:
         if bg_id not in self._cache:
@@ -72,6 +78,26 @@ class _BackgroundCache:
                 raise FileNotFoundError(f"{self.root / schema.BG_DIR}: no image for background {bg_id!r}")
             self._cache[bg_id] = codec.decode_image(codec.read_bytes(path), str(path))
         return self._cache[bg_id]
+
+    def focal(self, bg_id: str) -> float:
+        """The background camera's ``focal`` (fgdepth.intrinsics) from ``bg_meta/<bg_id>.json``; 0 if unknown."""
+        if bg_id not in self._focal:
+            self._focal[bg_id] = read_focal(self.root, bg_id, self(bg_id).shape[:2])
+        return self._focal[bg_id]
+
+
+def read_focal(root: Path, bg_id: str, image_hw: tuple[int, int]) -> float:
+    """``focal`` of background ``bg_id`` (stored at ``image_hw``) from its ``bg_meta`` intrinsics; 0 without."""
+    path = root / schema.BG_META_DIR / f"{bg_id}.json"
+    if not path.is_file():
+        return 0.0
+    try:
+        intrinsics = json.loads(path.read_text()).get("intrinsics")
+        return focal_from_intrinsics(float(intrinsics[0]), *image_hw) if intrinsics else 0.0
+    except (ValueError, TypeError, IndexError, AttributeError) as e:
+        raise ValueError(
+            f'{path}: unreadable intrinsics ({e}); expected {{"intrinsics": [fx, fy, cx, cy]}}'
+        ) from e
 
 
 def _find_image(folder: Path, stem: str) -> Path | None:
@@ -92,6 +118,7 @@ def decode_shard_sample(
     return {
         schema.KEY: key,
         schema.BACKGROUND: backgrounds(bg_id),
+        schema.FOCAL: backgrounds.focal(bg_id),
         schema.COMPOSITE: codec.decode_image(files[schema.EXT_COMP], f"{where} {schema.EXT_COMP}"),
         schema.MASK: codec.decode_mask(files[schema.EXT_MASK], f"{where} {schema.EXT_MASK}"),
         schema.DEPTH: None
@@ -289,6 +316,7 @@ class FolderDataset(Dataset):
         return {
             schema.KEY: stem,
             schema.BACKGROUND: self._backgrounds(bg_id),
+            schema.FOCAL: self._backgrounds.focal(bg_id),
             schema.COMPOSITE: codec.decode_image(codec.read_bytes(comp_path), str(comp_path)),
             schema.MASK: codec.decode_mask(codec.read_bytes(mask_path), str(mask_path)),
             schema.DEPTH: (
@@ -337,10 +365,13 @@ class OnTheFlyDataset(Dataset):
 
     def load_numpy(self, i: int) -> NumpySample:
         s = self.composer.sample(self.indices[i])
-        b = self.world.bg_ids.index(s.meta["bg_id"])
+        bg = self.world.backgrounds[self.world.bg_ids.index(s.meta["bg_id"])]
         return {
             schema.KEY: s.stem,
-            schema.BACKGROUND: self.world.backgrounds[b].rgb,
+            schema.BACKGROUND: bg.rgb,
+            schema.FOCAL: focal_from_intrinsics(bg.intrinsics[0], *bg.rgb.shape[:2])
+            if bg.intrinsics
+            else 0.0,
             schema.COMPOSITE: s.composed.composite,
             schema.MASK: s.composed.mask,
             schema.DEPTH: s.composed.depth,

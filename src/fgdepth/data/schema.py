@@ -93,8 +93,9 @@ COMPOSITE = "composite"  # (B, 3, H, W) float32 in [0, 1]
 MASK = "mask"  # (B, 1, H, W) float32 in {0, 1}
 DEPTH = "depth"  # (B, 1, H, W) float32, metres (or relative units), 0 where unknown
 DEPTH_VALID = "depth_valid"  # (B, 1, H, W) float32 in {0, 1}
+FOCAL = "focal"  # (B,) float32: focal length / the short side, 0 = unknown (fgdepth.intrinsics)
 KEY = "key"  # list[str] of stems (not collated into a tensor)
-BATCH_KEYS = (BACKGROUND, COMPOSITE, MASK, DEPTH, DEPTH_VALID)
+BATCH_KEYS = (BACKGROUND, COMPOSITE, MASK, DEPTH, DEPTH_VALID, FOCAL)
 # Training batches of a model with a depth branch also carry the branch's view: a batch dict of the same keys, the
 # whole image at the branch's (smaller) size, while the main keys hold crops.
 DEPTH_VIEW = "depth_view"

@@ -37,6 +37,7 @@ from torch import nn
 
 from fgdepth.data.augment import smooth_before_downscale
 from fgdepth.data.schema import DEPTH_PRED, MASK_LOGITS
+from fgdepth.intrinsics import depth_at_focal, focal_from_hfov
 from fgdepth.model.blocks import Act, ConvNormAct, Norm, SepConv, make_stage
 
 Fusion = Literal["concat", "diff", "both"]
@@ -108,6 +109,11 @@ class DualUNetConfig:
     depth_branch: dict[str, Any] | None = None
     # The depth branch's input size / this network's input size (0.6: 160 px in, depth from a 96 px view).
     depth_scale: float = 0.6
+    # None: depth as the training data's cameras showed it. A horizontal field of view (degrees, of a square image):
+    # the model predicts depth as through this canonical camera, and ``forward(..., focal=)`` turns it into depth
+    # through each sample's own camera (fgdepth.intrinsics; Metric3D). Training then needs the cameras' focal
+    # lengths (the procedural world records them); samples without one are taken as seen by the canonical camera.
+    canonical_hfov: float | None = None
 
     def __post_init__(self) -> None:
         # JSON / YAML give lists; the dataclass holds tuples so configs compare and hash alike.
@@ -158,6 +164,8 @@ class DualUNetConfig:
             raise ValueError(f"unknown depth_features {self.depth_features!r}; valid: refined, decoder")
         if not 0 < self.depth_scale <= 1:
             raise ValueError(f"depth_scale must be in (0, 1], got {self.depth_scale}")
+        if self.canonical_hfov is not None and not 0 < self.canonical_hfov < 180:
+            raise ValueError(f"canonical_hfov must be None or in (0, 180) degrees, got {self.canonical_hfov}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
@@ -385,7 +393,11 @@ class DualUNet(nn.Module):
                 f"background {tuple(background.shape)} and composite {tuple(composite.shape)} differ in shape"
             )
 
-    def forward(self, background: torch.Tensor, composite: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, background: torch.Tensor, composite: torch.Tensor, focal: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``focal`` (B,): each camera's focal length / the input's short side (0 = unknown); used by a model with
+        a canonical camera (``canonical_hfov``), ignored otherwise. Without it, depth is the canonical camera's."""
         if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()):
             self.check_inputs(background, composite)
         out = self.forward_main(background, composite)
@@ -393,7 +405,21 @@ class DualUNet(nn.Module):
             depth = self.depth_net(self.depth_view(background), self.depth_view(composite))[DEPTH_PRED]
             size = out[MASK_LOGITS].shape[-2:]
             out[DEPTH_PRED] = F.interpolate(depth, size=size, mode="bilinear", align_corners=False)
+        if DEPTH_PRED in out:
+            out[DEPTH_PRED] = self.to_camera(out[DEPTH_PRED], focal)
         return out
+
+    @property
+    def canonical_focal(self) -> float | None:
+        """The canonical camera's ``focal`` (fgdepth.intrinsics), None without one."""
+        hfov = self.config.canonical_hfov
+        return None if hfov is None else focal_from_hfov(hfov, 1, 1)
+
+    def to_camera(self, depth: torch.Tensor, focal: torch.Tensor | None) -> torch.Tensor:
+        """This model's depth (B, 1, h, w) through the cameras of ``focal`` (B,) (as is without a canonical
+        camera, or where a focal is unknown)."""
+        canonical = self.canonical_focal
+        return depth if canonical is None else depth_at_focal(depth, focal, canonical)
 
     def depth_view(self, x: torch.Tensor) -> torch.Tensor:
         """What the depth branch sees: x (B, 3, H, W) -> (B, 3, floor(H * depth_scale), floor(W * depth_scale)),
