@@ -186,3 +186,41 @@ def test_evaluate_uses_the_recorded_cameras_unless_told(tmp_path: Path):
     a = evaluate(ckpt, root, size=48, align="median")["all"]
     b = evaluate(ckpt, root, size=48, align="median", intrinsics=False)["all"]
     assert a["depth_abs_rel"] == pytest.approx(b["depth_abs_rel"], rel=1e-4)
+
+
+def test_cli_evaluate_and_predict_take_the_camera_and_tta(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from eval_helpers import write_reference_folder
+    from fgdepth.cli import app
+    from fgdepth.model import save_model
+
+    root = write_reference_folder(tmp_path / "ref")
+    ckpt = save_model(randomised_tiny_model(canonical_hfov=70.0).eval(), tmp_path / "m.safetensors")
+    out = tmp_path / "e.json"
+    args = [
+        "evaluate",
+        "-c",
+        str(ckpt),
+        "-d",
+        str(root),
+        "--size",
+        "48",
+        "--hfov",
+        "80",
+        "--tta",
+        "--json",
+        str(out),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    res = json.loads(out.read_text())
+    assert res["camera"] == "hfov 80" and res["flip_tta"] is True
+    pred = tmp_path / "pred"
+    bg, comp = sorted((root / "bg").iterdir())[0], sorted((root / "bg_fg").iterdir())[0]
+    args = ["predict", "-c", str(ckpt), "-b", str(bg), "--image", str(comp), "-o", str(pred), "--hfov", "80"]
+    result = CliRunner().invoke(app, [*args, "--tta"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((pred / "predict.json").read_text())["hfov"] == 80.0
+    result = CliRunner().invoke(app, [*args[:-1], "0"])
+    assert result.exit_code != 0 and "hfov" in result.output

@@ -134,3 +134,16 @@ def test_predict_errors(model_file: Path, inputs: Path, tmp_path: Path) -> None:
     assert r.exit_code == 2 and "exactly one" in r.output
     r = CliRunner().invoke(app, [*base, "--image", str(tmp_path / "missing.jpg")])
     assert r.exit_code == 2 and "missing.jpg" in r.output
+
+
+def test_flip_tta_averages_the_pair_and_its_mirror_image() -> None:
+    from eval_helpers import randomised_tiny_model
+
+    model = randomised_tiny_model().eval()
+    bg, comp, _, _ = scene(40, 56, 3)
+    plain, tta = Predictor(model=model, size=40), Predictor(model=model, size=40, flip_tta=True)
+    (_, depth), (_, mirrored) = plain([bg, bg[:, ::-1]], [comp, comp[:, ::-1]])
+    (_, depth_tta), (_, mirrored_tta) = tta([bg, bg[:, ::-1]], [comp, comp[:, ::-1]])
+    np.testing.assert_allclose(depth_tta, (depth + mirrored[:, ::-1]) / 2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mirrored_tta, depth_tta[:, ::-1], rtol=1e-5, atol=1e-6)  # mirror-symmetric
+    assert not np.allclose(depth_tta, depth)  # the model itself is not

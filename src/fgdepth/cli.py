@@ -352,6 +352,7 @@ def evaluate_cmd(
         True,
         help="Use each sample's recorded camera (procedural datasets record it) when --hfov is not given.",
     ),
+    tta: bool = typer.Option(False, "--tta", help="Average with the mirror image's prediction (2x compute)."),
 ) -> None:
     """Evaluate a model against the classical baseline: prints a table, writes JSON / CSV."""
     from fgdepth.evaluate import evaluate, table_lines, write_csv, write_json
@@ -362,7 +363,7 @@ def evaluate_cmd(
         result = evaluate(
             checkpoint, data, selection=selection, align=align, batch_size=batch_size, size=size,
             limit=limit, per_sample=csv_out is not None, onnx=onnx, device=_device(device), hfov=hfov,
-            intrinsics=intrinsics,
+            intrinsics=intrinsics, flip_tta=tta,
         )  # fmt: skip
     except (FileNotFoundError, ValueError, ImportError) as err:
         _fail(str(err))
@@ -397,6 +398,7 @@ def predict_cmd(
         help="The camera's horizontal field of view, degrees: metric depth for models with a canonical "
         "camera (without it, depth as through that camera).",
     ),
+    tta: bool = typer.Option(False, "--tta", help="Average with the mirror image's prediction (2x compute)."),
 ) -> None:
     """Masks (0/255 PNG), depth (uint16 mm PNG), colour depth and overlays for images or a video."""
     from fgdepth.predict import predict
@@ -408,7 +410,7 @@ def predict_cmd(
     try:
         summary = predict(
             background, out, checkpoint=checkpoint, onnx=onnx, image=image, images=images, video=video,
-            size=size, batch_size=batch_size, device=_device(device), hfov=hfov,
+            size=size, batch_size=batch_size, device=_device(device), hfov=hfov, flip_tta=tta,
         )  # fmt: skip
     except (FileNotFoundError, ValueError, OSError, ImportError) as err:
         _fail(str(err))

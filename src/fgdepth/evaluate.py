@@ -209,6 +209,7 @@ def evaluate(
     device: str = "cpu",
     hfov: float | None = None,
     intrinsics: bool = True,
+    flip_tta: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint (or an ONNX model: ``checkpoint=None, onnx=path``) on ``data``.
 
@@ -224,6 +225,7 @@ def evaluate(
             (degrees) for every sample; else, with ``intrinsics``, each sample's recorded focal length (the
             procedural world records them), the canonical camera where none is recorded. ``camera`` in the
             result says which: ``hfov <deg>``, ``intrinsics`` or ``canonical``.
+        flip_tta: predict each pair and its mirror image and average (test-time augmentation, 2x the compute).
 
     Returns:
         ``{mask_iou, mask_f1, depth_abs_rel, depth_rmse, depth_delta1, baseline_mask_iou, num_samples,
@@ -242,6 +244,7 @@ def evaluate(
         device=device,
         default_size=info["size"],
         hfov=hfov,
+        flip_tta=flip_tta,
     )
     if info["fgdepth"]:
         schema.selection_groups(selection)  # raises naming the valid selections
@@ -259,6 +262,7 @@ def evaluate(
         model=predictor.name,
         size=predictor.size,
         camera=f"hfov {hfov:g}" if hfov is not None else ("intrinsics" if use_intrinsics else "canonical"),
+        flip_tta=flip_tta,
     )
     if per_sample:
         out["per_sample"] = rows

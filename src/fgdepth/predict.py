@@ -110,6 +110,7 @@ class Predictor:
     device: str = "cpu"
     name: str = field(default="model")
     hfov: float | None = None
+    flip_tta: bool = False  # test-time augmentation: also predict the mirror image, average (2x the compute)
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.onnx is None):
@@ -147,6 +148,7 @@ class Predictor:
         device: str = "cpu",
         default_size: int | None = None,
         hfov: float | None = None,
+        flip_tta: bool = False,
     ) -> Predictor:
         """From a checkpoint (``.safetensors`` / ``.pt`` / ``.ckpt``) or an ``.onnx`` file. ``size`` defaults to
         the checkpoint's training size (:func:`checkpoint_train_size`), else ``default_size``, else 192."""
@@ -160,18 +162,38 @@ class Predictor:
             if not Path(onnx).is_file():
                 raise FileNotFoundError(f"no ONNX model at {onnx}")
             runner = OnnxRunner(onnx)
-            return cls(onnx=runner, size=size, batch_size=batch_size, name=str(onnx), hfov=hfov)
+            return cls(
+                onnx=runner, size=size, batch_size=batch_size, name=str(onnx), hfov=hfov, flip_tta=flip_tta
+            )
         from fgdepth.model.checkpoint import load_model
 
         model = load_model(checkpoint).to(device)
         return cls(
-            model=model, size=size, batch_size=batch_size, device=device, name=str(checkpoint), hfov=hfov
+            model=model,
+            size=size,
+            batch_size=batch_size,
+            device=device,
+            name=str(checkpoint),
+            hfov=hfov,
+            flip_tta=flip_tta,
         )
 
     def _run(
         self, bg: torch.Tensor, comp: torch.Tensor, focal: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw outputs (mask_logits, depth), (B, 1, h, w) float32 on the CPU; ``focal`` (B,), 0 = unknown."""
+        """Raw outputs (mask_logits, depth), (B, 1, h, w) float32 on the CPU; ``focal`` (B,), 0 = unknown.
+        With ``flip_tta``, the mean of the outputs for the pair and for its mirror image (mirrored back)."""
+        if not self.flip_tta:
+            return self._run_once(bg, comp, focal)
+        n = bg.shape[0]
+        logits, depth = self._run_once(
+            torch.cat([bg, bg.flip(-1)]), torch.cat([comp, comp.flip(-1)]), torch.cat([focal, focal])
+        )
+        return (logits[:n] + logits[n:].flip(-1)) / 2, (depth[:n] + depth[n:].flip(-1)) / 2
+
+    def _run_once(
+        self, bg: torch.Tensor, comp: torch.Tensor, focal: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.onnx is not None:
             out = self.onnx(bg.numpy(), comp.numpy())  # type: ignore[operator]
             depth = torch.from_numpy(out[schema.DEPTH_PRED])
@@ -385,17 +407,20 @@ def predict(
     batch_size: int = 8,
     device: str = "cpu",
     hfov: float | None = None,
+    flip_tta: bool = False,
 ) -> dict[str, object]:
     """Predict one image, a folder of images or a video (exactly one of ``image`` / ``images`` / ``video``)
     against the empty-scene ``background`` with a checkpoint or an ONNX model; write the outputs under ``out``.
     ``hfov``: the camera's horizontal field of view in degrees, for models with a canonical camera (without it,
-    depth is as through the canonical camera).
+    depth is as through the canonical camera). ``flip_tta``: average with the mirror image's prediction.
 
     Returns a summary ``{"model", "size", "outputs": [...]}`` (also written to ``out/predict.json``).
     """
     if sum(x is not None for x in (image, images, video)) != 1:
         raise ValueError("give exactly one of image, images or video")
-    predictor = Predictor.load(checkpoint, onnx, size=size, batch_size=batch_size, device=device, hfov=hfov)
+    predictor = Predictor.load(
+        checkpoint, onnx, size=size, batch_size=batch_size, device=device, hfov=hfov, flip_tta=flip_tta
+    )
     bg_path = Path(background)
     if not bg_path.is_file():
         raise FileNotFoundError(f"no background image at {bg_path}")
