@@ -21,9 +21,8 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from fgdepth.data import codec, schema
 from fgdepth.intrinsics import focal_from_intrinsics
 
-NumpySample = (
-    dict  # background/composite (H, W, 3) uint8, mask (H, W) bool, depth (H, W) float32 | None, focal, key
-)
+# background/composite (H, W, 3) uint8, mask (H, W) bool, depth (H, W) float32 | None, focal float, key str
+NumpySample = dict
 
 
 def read_manifest(root: str | Path) -> dict:
