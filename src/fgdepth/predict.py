@@ -156,27 +156,17 @@ class Predictor:
             raise ValueError("give exactly one of a checkpoint or an ONNX model")
         if size is None:
             size = (checkpoint_train_size(checkpoint) if checkpoint else None) or default_size or DEFAULT_SIZE
+        common = {"size": size, "batch_size": batch_size, "hfov": hfov, "flip_tta": flip_tta}
         if onnx is not None:
             from fgdepth.export import OnnxRunner
 
             if not Path(onnx).is_file():
                 raise FileNotFoundError(f"no ONNX model at {onnx}")
-            runner = OnnxRunner(onnx)
-            return cls(
-                onnx=runner, size=size, batch_size=batch_size, name=str(onnx), hfov=hfov, flip_tta=flip_tta
-            )
+            return cls(onnx=OnnxRunner(onnx), name=str(onnx), **common)
         from fgdepth.model.checkpoint import load_model
 
         model = load_model(checkpoint).to(device)
-        return cls(
-            model=model,
-            size=size,
-            batch_size=batch_size,
-            device=device,
-            name=str(checkpoint),
-            hfov=hfov,
-            flip_tta=flip_tta,
-        )
+        return cls(model=model, device=device, name=str(checkpoint), **common)
 
     def _run(
         self, bg: torch.Tensor, comp: torch.Tensor, focal: torch.Tensor

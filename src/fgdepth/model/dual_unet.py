@@ -323,6 +323,7 @@ class DualUNet(nn.Module):
         composite: (B, 3, H, W) float32 in [0, 1], same camera, with people
         mask_logits: (B, 1, h, w) float32 raw logits (sigmoid > 0.5 is foreground)
         depth: (B, 1, h, w) float32 >= 0, metres (or relative units when trained so)
+        focal: (B,) optional, each camera's focal length / min(H, W), 0 = unknown (see ``forward``)
         with h = ceil(H / output_stride), w = ceil(W / output_stride) (h, w = H, W with refine_channels > 0).
         Outputs are float32 under autocast too. With a depth branch, depth is the branch's, upsampled to (h, w).
     """
