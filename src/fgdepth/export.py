@@ -100,12 +100,12 @@ def export_onnx(
                     do_constant_folding=True,
                     dynamo=False,
                 )
+        proto = onnx.load(str(path))
         hfov = getattr(getattr(model, "config", None), "canonical_hfov", None)
         if hfov is not None:
-            proto = onnx.load(str(path))
             onnx.helper.set_model_props(proto, {META_CANONICAL_HFOV: repr(float(hfov))})
             onnx.save(proto, str(path))
-        onnx.checker.check_model(onnx.load(str(path)))
+        onnx.checker.check_model(proto)
         runner = OnnxRunner(path)
         per_check = []
         for b, h, w in _check_sizes(size):
