@@ -153,3 +153,22 @@ def test_zoom_scales_depth_by_the_crop_side(crop_fraction, zoom_scales_depth):
     expected = 4.0 / zoom if zoom_scales_depth else torch.full((b,), 4.0)
     np.testing.assert_allclose(out[schema.DEPTH].mean((1, 2, 3)).numpy(), expected.numpy(), rtol=1e-3)
     assert float(out[schema.DEPTH].std((1, 2, 3)).max()) < 1e-5  # one factor per image
+
+
+def test_blur_and_jpeg_computed_on_the_chosen_images_only_match_the_whole_batch() -> None:
+    from fgdepth.data.augment import _on_some, gaussian_blur, jpeg_simulate
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(4, 3, 20, 24, generator=g)
+    before = x.clone()
+    for fn, param in (
+        (gaussian_blur, torch.tensor([0.0, 0.8, 0.0, 0.5])),
+        (jpeg_simulate, torch.full((4,), 60.0)),
+    ):
+        chosen = torch.tensor([False, True, False, True])
+        ref = torch.where(chosen.view(-1, 1, 1, 1), fn(x, param), x)
+        out = _on_some(fn, x, param, chosen)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+        assert not torch.equal(out[1], x[1]) and torch.equal(out[0], x[0])
+        assert _on_some(fn, x, param, torch.zeros(4, dtype=torch.bool)) is x
+    assert torch.equal(x, before)  # the input is left as it was

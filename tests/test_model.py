@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import fgdepth
-from fgdepth.data.schema import DEPTH_PRED, MASK_LOGITS
+from fgdepth.data.schema import DEPTH_LAYERS, DEPTH_PRED, MASK_LOGITS
 from fgdepth.model import (
     DualUNet,
     DualUNetConfig,
@@ -21,6 +21,7 @@ from fgdepth.model import (
     save_model,
 )
 from fgdepth.model.checkpoint import checkpoint_dict
+from fgdepth.model.dual_unet import compose_layers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -363,7 +364,7 @@ def test_depth_branch_sees_a_smaller_whole_view_and_owns_depth() -> None:
     assert model.depth_head is None and model.depth_net is not None
     assert model.depth_net.config.stem_channels == 8
     seen = []
-    model.depth_net.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape))
+    model.depth_net.encoder.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape))
     with torch.no_grad():
         out = model(*_inputs(2, 61, 90))
         main = model.forward_main(*_inputs(2, 61, 90))
@@ -411,3 +412,83 @@ def test_depth_branch_config_is_stored_in_full_and_round_trips(tmp_path: Path) -
 def test_depth_branch_config_errors(overrides: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         create_model("tiny", **overrides)
+
+
+# --- layered depth -----------------------------------------------------------------------------------------
+
+
+def test_compose_layers_known_values_and_errors() -> None:
+    layers = torch.stack([torch.full((2, 3), 5.0), torch.full((2, 3), 2.0)])[None]  # scene 5 m, people 2 m
+    person = torch.tensor([[[[0.0, 1.0, 0.5], [0.25, 0.0, 1.0]]]])
+    expected = torch.tensor([[[[5.0, 2.0, 3.5], [4.25, 5.0, 2.0]]]])
+    torch.testing.assert_close(compose_layers(layers, person), expected)
+    with pytest.raises(ValueError, match=r"layers must be \(B, 2, h, w\)"):
+        compose_layers(layers[:, :1], person)
+    with pytest.raises(ValueError, match="person"):
+        compose_layers(layers, person[..., :2])
+
+
+def test_layered_branch_depth_follows_the_main_mask_at_full_resolution() -> None:
+    model = _branch_model(depth_scale=0.5)
+    model.depth_net = DualUNet(DualUNetConfig.from_dict({**model.config.depth_branch, "layered_depth": True}))
+    model.eval()
+    bg, comp = _inputs(2, 41, 60)
+    with torch.no_grad():
+        out = model(bg, comp)
+        branch = model.depth_net.forward_main(model.depth_view(bg), model.depth_view(comp))
+    assert set(out) == {MASK_LOGITS, DEPTH_PRED}  # the layers stay inside (ONNX exports the two outputs)
+    assert branch[DEPTH_LAYERS].shape == (
+        2,
+        2,
+        10,
+        15,
+    )  # a 20 x 30 view at output stride 2 and (branch[DEPTH_LAYERS] > 0).all()
+    layers = torch.nn.functional.interpolate(branch[DEPTH_LAYERS], size=(41, 60), mode="bilinear")
+    torch.testing.assert_close(out[DEPTH_PRED], compose_layers(layers, torch.sigmoid(out[MASK_LOGITS])))
+    # the branch on its own composes its layers with its own (coarse) mask
+    torch.testing.assert_close(
+        branch[DEPTH_PRED], compose_layers(branch[DEPTH_LAYERS], torch.sigmoid(branch[MASK_LOGITS]))
+    )
+
+
+def test_layered_depth_one_network_round_trips(tmp_path: Path) -> None:
+    model = create_model("tiny", depth_branch=None, layered_depth=True)
+    assert model.depth_head[-1].out_channels == 2
+    _randomise_norm_stats(model)
+    model.eval()
+    bg, comp = _inputs(1, 33, 47, seed=3)
+    loaded = load_model(save_model(model, tmp_path / "layered.safetensors"))
+    with torch.no_grad():
+        ref, out = model(bg, comp), loaded(bg, comp)
+    assert set(ref) == {MASK_LOGITS, DEPTH_PRED} and ref[DEPTH_PRED].shape == (1, 1, 33, 47)
+    for k in ref:
+        torch.testing.assert_close(out[k], ref[k], rtol=0, atol=0)
+
+
+def test_layered_branch_trains_on_the_views_true_mask() -> None:
+    from fgdepth.data.augment import resize_batch
+    from fgdepth.losses import resize_mask
+    from fgdepth.train import model_step
+
+    model = _branch_model(depth_scale=0.5)
+    model.depth_net = DualUNet(DualUNetConfig.from_dict({**model.config.depth_branch, "layered_depth": True}))
+    model.eval()
+    bg, comp = _inputs(2, 32, 32, seed=4)
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[:, :, 8:24, 10:20] = 1
+    depth = torch.full((2, 1, 32, 32), 4.0)
+    batch = {"background": bg, "composite": comp, "mask": mask, "depth": depth, "depth_valid": mask * 0 + 1}
+    batch["depth_view"] = view = resize_batch(batch, 16)
+    seen = {}
+
+    def loss_fn(out, batch, depth_view):
+        seen["view_out"] = depth_view[0]
+        return {"loss": out["mask_logits"].mean()}
+
+    with torch.no_grad():
+        model_step(model, loss_fn, batch)
+        layers = model.depth_net.forward_main(view["background"], view["composite"])[DEPTH_LAYERS]
+    person = resize_mask(view["mask"], tuple(layers.shape[-2:]))
+    assert 0 < person.mean() < 1
+    torch.testing.assert_close(seen["view_out"][DEPTH_PRED], compose_layers(layers, person))
+    assert DEPTH_LAYERS not in seen["view_out"]

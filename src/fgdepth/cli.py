@@ -461,16 +461,20 @@ def export_cmd(
 def demo_cmd(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Demo directory (data, run, report)."),
     minutes: float = typer.Option(6.0, help="Training time budget in minutes."),
-    num_bg: int | None = typer.Option(None, help="Procedural rooms (default: DemoConfig's, 300)."),
+    num_bg: int | None = typer.Option(None, help="Procedural rooms (default: DemoConfig's, 1,000)."),
     num_fg: int | None = typer.Option(
         None, help="Procedural people before flips (default: DemoConfig's, 40)."
+    ),
+    limit: int | None = typer.Option(
+        None, help="Samples: a seeded subset of the (room, person) pairs (default: DemoConfig's, 24,000)."
     ),
     seed: int = typer.Option(0, help="Seed."),
 ) -> None:
     """The whole cycle on the procedural world: dataset, training (tiny), held-out evaluation, report."""
     from fgdepth.demo import DemoConfig, run_demo
 
-    sizes = {k: v for k, v in (("num_bg", num_bg), ("num_fg", num_fg)) if v is not None}
+    given = (("num_bg", num_bg), ("num_fg", num_fg), ("limit", limit))
+    sizes = {k: v for k, v in given if v is not None}
     summary = run_demo(out, DemoConfig(train_minutes=minutes, seed=seed, **sizes), log=typer.echo)
     h = summary["headline"]
     typer.echo(

@@ -103,6 +103,9 @@ DEPTH_VIEW = "depth_view"
 # Model outputs
 MASK_LOGITS = "mask_logits"  # (B, 1, h, w) float32 logits, h = H / output_stride
 DEPTH_PRED = "depth"  # (B, 1, h, w) float32 >= 0
+# (B, 2, h, w) float32 >= 0: the scene behind the people and the people, of a network with layered depth; inside
+# training only (``forward`` returns the two keys above, composed: fgdepth.model.dual_unet.compose_layers)
+DEPTH_LAYERS = "depth_layers"
 
 # --- world files (stored once per dataset) ------------------------------------------------------------
 BG_FLOOR_DIR = "bg_floor"  # bg_floor/<bg_id>.png: floor visible, 0/255 (procedural world)

@@ -23,6 +23,11 @@ With ``depth_branch`` set, the depth head moves to a second DualUNet that sees t
 
 Training feeds the two networks different views of a sample (crops at the inference scale to this network, the
 whole image to the branch: :mod:`fgdepth.train`); inference runs ``forward`` on the whole image.
+
+With ``layered_depth``, the network that owns the depth head predicts two layers, the scene behind the people and
+the people, and depth is the scene layer where the mask is off and the people layer where it is on
+(:func:`compose_layers`). A branch's coarse layers are composed with the main network's full-resolution mask, so a
+person's depth edge is as sharp as the mask.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fgdepth.data.augment import smooth_before_downscale
-from fgdepth.data.schema import DEPTH_PRED, MASK_LOGITS
+from fgdepth.data.schema import DEPTH_LAYERS, DEPTH_PRED, MASK_LOGITS
 from fgdepth.intrinsics import depth_at_focal, focal_from_hfov
 from fgdepth.model.blocks import Act, ConvNormAct, Norm, SepConv, make_stage
 
@@ -114,6 +119,11 @@ class DualUNetConfig:
     # through each sample's own camera (fgdepth.intrinsics; Metric3D). Training then needs the cameras' focal
     # lengths (the procedural world records them); samples without one are taken as seen by the canonical camera.
     canonical_hfov: float | None = None
+    # False: one depth map. True: two, the scene behind the people and the people, joined by the mask
+    # (compose_layers). Low-resolution depth smears a person into the room behind: on the procedural test split,
+    # the true depth through 48 px and back to 160 px keeps delta1 0.99 on the room but 0.78 on the people;
+    # composed by the true 160 px mask, 0.996 in all. For a model with a depth_branch, set it in the branch.
+    layered_depth: bool = False
 
     def __post_init__(self) -> None:
         # JSON / YAML give lists; the dataclass holds tuples so configs compare and hash alike.
@@ -300,14 +310,14 @@ class UNetDecoder(nn.Module):
 
 
 class Head(nn.Sequential):
-    """Depthwise 3x3 + 1x1 to one raw channel (logits or pre-activation depth).
+    """Depthwise 3x3 + 1x1 to ``c_out`` raw channels (logits or pre-activation depth).
 
     Shape:
-        x: (B, C, h, w) -> (B, 1, h, w)
+        x: (B, C, h, w) -> (B, c_out, h, w)
     """
 
-    def __init__(self, c_in: int, norm: Norm, act: Act, bias_init: float = 0.0) -> None:
-        final = nn.Conv2d(c_in, 1, 1)
+    def __init__(self, c_in: int, norm: Norm, act: Act, bias_init: float = 0.0, c_out: int = 1) -> None:
+        final = nn.Conv2d(c_in, c_out, 1)
         nn.init.normal_(final.weight, std=1e-3)
         nn.init.constant_(final.bias, bias_init)
         super().__init__(ConvNormAct(c_in, c_in, 3, groups=c_in, norm=norm, act=act), final)
@@ -353,7 +363,10 @@ class DualUNet(nn.Module):
                 c_depth = r
         mask_bias = math.log(cfg.mask_prior / (1 - cfg.mask_prior))
         self.mask_head = Head(c, cfg.norm, cfg.act, bias_init=mask_bias)
-        self.depth_head = Head(c_depth, cfg.norm, cfg.act, bias_init=depth_bias) if own_depth else None
+        n_layers = 2 if cfg.layered_depth else 1
+        self.depth_head = (
+            Head(c_depth, cfg.norm, cfg.act, bias_init=depth_bias, c_out=n_layers) if own_depth else None
+        )
         # Non-persistent: rebuilt from the config, follow .to(device), not duplicated in the state dict.
         self.register_buffer("mean", torch.tensor(cfg.input_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.input_std).view(1, 3, 1, 1), persistent=False)
@@ -402,10 +415,16 @@ class DualUNet(nn.Module):
         if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()):
             self.check_inputs(background, composite)
         out = self.forward_main(background, composite)
+        out.pop(DEPTH_LAYERS, None)
         if self.depth_net is not None:
-            depth = self.depth_net(self.depth_view(background), self.depth_view(composite))[DEPTH_PRED]
+            branch = self.depth_net.forward_main(self.depth_view(background), self.depth_view(composite))
             size = out[MASK_LOGITS].shape[-2:]
-            out[DEPTH_PRED] = F.interpolate(depth, size=size, mode="bilinear", align_corners=False)
+            # layers: composed with this network's (finer) mask; else the branch's one map
+            depth = branch.get(DEPTH_LAYERS, branch[DEPTH_PRED])
+            depth = F.interpolate(depth, size=size, mode="bilinear", align_corners=False)
+            if depth.shape[1] == 2:
+                depth = compose_layers(depth, torch.sigmoid(out[MASK_LOGITS]))
+            out[DEPTH_PRED] = depth
         if DEPTH_PRED in out:
             out[DEPTH_PRED] = self.to_camera(out[DEPTH_PRED], focal)
         return out
@@ -433,7 +452,8 @@ class DualUNet(nn.Module):
 
     def forward_main(self, background: torch.Tensor, composite: torch.Tensor) -> dict[str, torch.Tensor]:
         """This network's own heads on the inputs as given: ``{"mask_logits"}``, and ``"depth"`` when there is no
-        depth branch (training runs the two networks on different views of a sample)."""
+        depth branch (training runs the two networks on different views of a sample); with ``layered_depth`` also
+        ``"depth_layers"`` (B, 2, h, w), from which ``"depth"`` is composed by this network's own mask."""
         bg = (background - self.mean) / self.std
         comp = (composite - self.mean) / self.std
         x = x_depth = self.decoder(self.encoder(bg, comp))
@@ -449,7 +469,11 @@ class DualUNet(nn.Module):
         raw = self.depth_head(x_depth).float()
         if x_depth is not x:  # decoder features at stride s: up to the mask's (full) resolution
             raw = F.interpolate(raw, size=mask_logits.shape[-2:], mode="bilinear", align_corners=False)
-        return {MASK_LOGITS: mask_logits, DEPTH_PRED: self._activate_depth(raw)}
+        depth = self._activate_depth(raw)
+        if not self.config.layered_depth:
+            return {MASK_LOGITS: mask_logits, DEPTH_PRED: depth}
+        composed = compose_layers(depth, torch.sigmoid(mask_logits))
+        return {MASK_LOGITS: mask_logits, DEPTH_PRED: composed, DEPTH_LAYERS: depth}
 
     def _activate_depth(self, raw: torch.Tensor) -> torch.Tensor:
         if self.config.max_depth is not None:
@@ -457,6 +481,22 @@ class DualUNet(nn.Module):
         if self.config.depth_activation == "exp":
             return torch.exp(raw.clamp(max=_MAX_LOG_DEPTH))
         return F.softplus(raw)
+
+
+def compose_layers(layers: torch.Tensor, person: torch.Tensor) -> torch.Tensor:
+    """Depth from two layers: the scene behind where ``person`` is 0, the people where it is 1, mixed between.
+
+    Shape:
+        layers: (B, 2, h, w), channel 0 the scene behind the people, channel 1 the people
+        person: (B, 1, h, w) in [0, 1], a probability or a (soft) true mask
+        -> (B, 1, h, w)
+    """
+    if layers.ndim != 4 or layers.shape[1] != 2:
+        raise ValueError(f"layers must be (B, 2, h, w), got {tuple(layers.shape)}")
+    if person.shape[0] != layers.shape[0] or person.shape[1] != 1 or person.shape[-2:] != layers.shape[-2:]:
+        raise ValueError(f"person {tuple(person.shape)} must be (B, 1, h, w) of layers {tuple(layers.shape)}")
+    scene, people = layers[:, :1], layers[:, 1:]
+    return scene + person.to(layers.dtype) * (people - scene)
 
 
 def count_parameters(model: nn.Module) -> int:
