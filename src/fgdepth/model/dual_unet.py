@@ -412,7 +412,7 @@ class DualUNet(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """``focal`` (B,): each camera's focal length / the input's short side (0 = unknown); used by a model with
         a canonical camera (``canonical_hfov``), ignored otherwise. Without it, depth is the canonical camera's."""
-        if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()):
+        if not _tracing():
             self.check_inputs(background, composite)
         out = self.forward_main(background, composite)
         out.pop(DEPTH_LAYERS, None)
@@ -420,9 +420,10 @@ class DualUNet(nn.Module):
             branch = self.depth_net.forward_main(self.depth_view(background), self.depth_view(composite))
             size = out[MASK_LOGITS].shape[-2:]
             # layers: composed with this network's (finer) mask; else the branch's one map
-            depth = branch.get(DEPTH_LAYERS, branch[DEPTH_PRED])
+            layered = self.depth_net.config.layered_depth
+            depth = branch[DEPTH_LAYERS if layered else DEPTH_PRED]
             depth = F.interpolate(depth, size=size, mode="bilinear", align_corners=False)
-            if depth.shape[1] == 2:
+            if layered:
                 depth = compose_layers(depth, torch.sigmoid(out[MASK_LOGITS]))
             out[DEPTH_PRED] = depth
         if DEPTH_PRED in out:
@@ -483,6 +484,11 @@ class DualUNet(nn.Module):
         return F.softplus(raw)
 
 
+def _tracing() -> bool:
+    """True while exported or compiled: shape checks would be baked into the graph as constants (and warn)."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+
+
 def compose_layers(layers: torch.Tensor, person: torch.Tensor) -> torch.Tensor:
     """Depth from two layers: the scene behind where ``person`` is 0, the people where it is 1, mixed between.
 
@@ -491,10 +497,17 @@ def compose_layers(layers: torch.Tensor, person: torch.Tensor) -> torch.Tensor:
         person: (B, 1, h, w) in [0, 1], a probability or a (soft) true mask
         -> (B, 1, h, w)
     """
-    if layers.ndim != 4 or layers.shape[1] != 2:
-        raise ValueError(f"layers must be (B, 2, h, w), got {tuple(layers.shape)}")
-    if person.shape[0] != layers.shape[0] or person.shape[1] != 1 or person.shape[-2:] != layers.shape[-2:]:
-        raise ValueError(f"person {tuple(person.shape)} must be (B, 1, h, w) of layers {tuple(layers.shape)}")
+    if not _tracing():
+        if layers.ndim != 4 or layers.shape[1] != 2:
+            raise ValueError(f"layers must be (B, 2, h, w), got {tuple(layers.shape)}")
+        if (
+            person.shape[0] != layers.shape[0]
+            or person.shape[1] != 1
+            or person.shape[-2:] != layers.shape[-2:]
+        ):
+            raise ValueError(
+                f"person {tuple(person.shape)} must be (B, 1, h, w) of layers {tuple(layers.shape)}"
+            )
     scene, people = layers[:, :1], layers[:, 1:]
     return scene + person.to(layers.dtype) * (people - scene)
 
