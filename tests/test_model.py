@@ -390,14 +390,21 @@ def test_depth_branch_config_is_stored_in_full_and_round_trips(tmp_path: Path) -
     stored = model.config.to_dict()["depth_branch"]
     assert set(stored) == set(DualUNetConfig().to_dict())  # every field, not the overrides alone
     assert DualUNetConfig.from_dict(model.config.to_dict()) == model.config
+    _assert_round_trip(model, tmp_path / "branch.safetensors", 48, 64)
+
+
+def _assert_round_trip(model: DualUNet, path: Path, h: int, w: int) -> dict[str, torch.Tensor]:
+    """Save ``model`` (with non-default BatchNorm stats) to ``path``, load it back; outputs must be identical.
+    Returns the outputs for a (1, 3, h, w) pair."""
     _randomise_norm_stats(model)
     model.eval()
-    bg, comp = _inputs(1, 48, 64, seed=2)
-    loaded = load_model(save_model(model, tmp_path / "branch.safetensors"))
+    bg, comp = _inputs(1, h, w, seed=2)
+    loaded = load_model(save_model(model, path))
     with torch.no_grad():
         ref, out = model(bg, comp), loaded(bg, comp)
     for k in ref:
         torch.testing.assert_close(out[k], ref[k], rtol=0, atol=0)
+    return ref
 
 
 @pytest.mark.parametrize(
@@ -454,15 +461,8 @@ def test_layered_branch_depth_follows_the_main_mask_at_full_resolution() -> None
 def test_layered_depth_one_network_round_trips(tmp_path: Path) -> None:
     model = create_model("tiny", depth_branch=None, layered_depth=True)
     assert model.depth_head[-1].out_channels == 2
-    _randomise_norm_stats(model)
-    model.eval()
-    bg, comp = _inputs(1, 33, 47, seed=3)
-    loaded = load_model(save_model(model, tmp_path / "layered.safetensors"))
-    with torch.no_grad():
-        ref, out = model(bg, comp), loaded(bg, comp)
+    ref = _assert_round_trip(model, tmp_path / "layered.safetensors", 33, 47)
     assert set(ref) == {MASK_LOGITS, DEPTH_PRED} and ref[DEPTH_PRED].shape == (1, 1, 33, 47)
-    for k in ref:
-        torch.testing.assert_close(out[k], ref[k], rtol=0, atol=0)
 
 
 def test_layered_branch_trains_on_the_views_true_mask() -> None:
