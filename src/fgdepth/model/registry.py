@@ -11,8 +11,9 @@ name        params    meant for
 All presets use ``output_stride = 2`` (the reference 192 -> 96); override it with ``output_stride=1`` or ``4``.
 ``tiny`` gives depth to a branch of its own (the same widths, no refinement) that sees the whole image at 0.6 of
 the input size and predicts two layers, the room behind the people and the people, that the main network's mask
-joins at full resolution; ``small`` and ``base`` read both heads from one network (``depth_branch=None``). Overrides apply to
-the main network: change the branch with ``depth_branch={...}`` (DualUNetConfig fields), drop it with ``None``.
+joins at full resolution; ``small`` and ``base`` read both heads from one network (``depth_branch=None``).
+Overrides apply to the main network: change the branch with ``depth_branch={...}`` (DualUNetConfig fields), drop
+it with ``None``.
 Every preset has a canonical camera (``canonical_hfov=75``): pass ``focal=`` to ``forward`` for metric depth through
 another lens, or ``canonical_hfov=None`` for a model that guesses the lens itself.
 """
