@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from fgdepth.evaluate import iter_samples
+from fgdepth.losses import resize_depth
 from fgdepth.predict import Predictor
 
 LOG_125 = float(np.log(1.25))
@@ -31,9 +32,9 @@ def _within(r: np.ndarray) -> float:
 
 
 def through_grid(depth: np.ndarray, grid: int) -> np.ndarray:
-    """The true depth area-averaged to grid x grid and bilinearly back: what a perfect coarse output would give."""
-    d = torch.from_numpy(depth)[None, None]
-    small = F.interpolate(d, size=(grid, grid), mode="area")
+    """The true depth area-averaged to grid x grid (as the losses see it) and bilinearly back: what a perfect
+    coarse output would give."""
+    small, _ = resize_depth(torch.from_numpy(depth)[None, None], None, (grid, grid))
     return F.interpolate(small, size=depth.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
 
 

@@ -444,17 +444,16 @@ def test_layered_branch_depth_follows_the_main_mask_at_full_resolution() -> None
         out = model(bg, comp)
         branch = model.depth_net.forward_main(model.depth_view(bg), model.depth_view(comp))
     assert set(out) == {MASK_LOGITS, DEPTH_PRED}  # the layers stay inside (ONNX exports the two outputs)
-    assert branch[DEPTH_LAYERS].shape == (
-        2,
-        2,
-        10,
-        15,
-    )  # a 20 x 30 view at output stride 2 and (branch[DEPTH_LAYERS] > 0).all()
+    assert branch[DEPTH_LAYERS].shape == (2, 2, 10, 15)  # a 20 x 30 view at output stride 2
+    assert (branch[DEPTH_LAYERS] > 0).all()
     layers = torch.nn.functional.interpolate(branch[DEPTH_LAYERS], size=(41, 60), mode="bilinear")
     torch.testing.assert_close(out[DEPTH_PRED], compose_layers(layers, torch.sigmoid(out[MASK_LOGITS])))
     # the branch on its own composes its layers with its own (coarse) mask
+    with torch.no_grad():
+        alone = model.depth_net(model.depth_view(bg), model.depth_view(comp))
+    assert set(alone) == {MASK_LOGITS, DEPTH_PRED}
     torch.testing.assert_close(
-        branch[DEPTH_PRED], compose_layers(branch[DEPTH_LAYERS], torch.sigmoid(branch[MASK_LOGITS]))
+        alone[DEPTH_PRED], compose_layers(branch[DEPTH_LAYERS], torch.sigmoid(alone[MASK_LOGITS]))
     )
 
 

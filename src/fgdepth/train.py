@@ -472,10 +472,13 @@ def model_step(model, loss_fn, batch: dict) -> tuple[dict, dict]:
     out = model.forward_main(batch[schema.BACKGROUND], batch[schema.COMPOSITE])
     view_out = model.depth_net.forward_main(view[schema.BACKGROUND], view[schema.COMPOSITE])
     layers = view_out.pop(schema.DEPTH_LAYERS, None)
-    if layers is not None and schema.MASK in view:
+    if layers is not None:
         # layered depth learns from the view's true mask: each layer is taught where it is seen, and the branch's
         # own coarse mask (a helper) does not blur the people's depth edge; without one, its own mask joins them
-        person = resize_mask(view[schema.MASK], tuple(layers.shape[-2:]))
+        if schema.MASK in view:
+            person = resize_mask(view[schema.MASK], tuple(layers.shape[-2:]))
+        else:
+            person = torch.sigmoid(view_out[schema.MASK_LOGITS])
         view_out[schema.DEPTH_PRED] = compose_layers(layers, person)
     view_out[schema.DEPTH_PRED] = model.to_camera(view_out[schema.DEPTH_PRED], view.get(schema.FOCAL))
     return out, loss_fn(out, batch, depth_view=(view_out, view))

@@ -415,17 +415,15 @@ class DualUNet(nn.Module):
         if not _tracing():
             self.check_inputs(background, composite)
         out = self.forward_main(background, composite)
-        out.pop(DEPTH_LAYERS, None)
         if self.depth_net is not None:
             branch = self.depth_net.forward_main(self.depth_view(background), self.depth_view(composite))
             size = out[MASK_LOGITS].shape[-2:]
-            # layers: composed with this network's (finer) mask; else the branch's one map
-            layered = self.depth_net.config.layered_depth
-            depth = branch[DEPTH_LAYERS if layered else DEPTH_PRED]
-            depth = F.interpolate(depth, size=size, mode="bilinear", align_corners=False)
-            if layered:
-                depth = compose_layers(depth, torch.sigmoid(out[MASK_LOGITS]))
-            out[DEPTH_PRED] = depth
+            # layers: upsampled, then joined by this network's (finer) mask below; else the branch's one map
+            key = DEPTH_LAYERS if DEPTH_LAYERS in branch else DEPTH_PRED
+            out[key] = F.interpolate(branch[key], size=size, mode="bilinear", align_corners=False)
+        layers = out.pop(DEPTH_LAYERS, None)
+        if layers is not None:
+            out[DEPTH_PRED] = compose_layers(layers, torch.sigmoid(out[MASK_LOGITS]))
         if DEPTH_PRED in out:
             out[DEPTH_PRED] = self.to_camera(out[DEPTH_PRED], focal)
         return out
@@ -453,8 +451,9 @@ class DualUNet(nn.Module):
 
     def forward_main(self, background: torch.Tensor, composite: torch.Tensor) -> dict[str, torch.Tensor]:
         """This network's own heads on the inputs as given: ``{"mask_logits"}``, and ``"depth"`` when there is no
-        depth branch (training runs the two networks on different views of a sample); with ``layered_depth`` also
-        ``"depth_layers"`` (B, 2, h, w), from which ``"depth"`` is composed by this network's own mask."""
+        depth branch (training runs the two networks on different views of a sample); with ``layered_depth``,
+        ``"depth_layers"`` (B, 2, h, w) in place of ``"depth"``: the caller joins them by a mask (``forward`` by
+        the finest mask it has, training by the true one)."""
         bg = (background - self.mean) / self.std
         comp = (composite - self.mean) / self.std
         x = x_depth = self.decoder(self.encoder(bg, comp))
@@ -470,11 +469,8 @@ class DualUNet(nn.Module):
         raw = self.depth_head(x_depth).float()
         if x_depth is not x:  # decoder features at stride s: up to the mask's (full) resolution
             raw = F.interpolate(raw, size=mask_logits.shape[-2:], mode="bilinear", align_corners=False)
-        depth = self._activate_depth(raw)
-        if not self.config.layered_depth:
-            return {MASK_LOGITS: mask_logits, DEPTH_PRED: depth}
-        composed = compose_layers(depth, torch.sigmoid(mask_logits))
-        return {MASK_LOGITS: mask_logits, DEPTH_PRED: composed, DEPTH_LAYERS: depth}
+        depth_key = DEPTH_LAYERS if self.config.layered_depth else DEPTH_PRED
+        return {MASK_LOGITS: mask_logits, depth_key: self._activate_depth(raw)}
 
     def _activate_depth(self, raw: torch.Tensor) -> torch.Tensor:
         if self.config.max_depth is not None:
