@@ -29,6 +29,7 @@ from fgdepth.data.schema import (
 from fgdepth.losses import (
     MultiTaskLoss,
     align_scale_shift,
+    boundary_band,
     depth_gradient_loss,
     depth_l1,
     depth_log_l1,
@@ -74,6 +75,46 @@ def test_dice_known_values() -> None:
     disjoint = -perfect  # predicts exactly the complement
     assert float(mask_dice_loss(disjoint, target)) == pytest.approx(1.0, abs=0.02)
     assert float(mask_bce_dice(perfect, target)) < 1e-5
+
+
+def test_boundary_band_known_values() -> None:
+    mask = torch.zeros(1, 1, 9, 9)
+    mask[..., 2:7, 2:7] = 1  # a 5 x 5 square
+    band = boundary_band(mask, width=1)
+    # one pixel either side of the square's edge: the 7 x 7 ring minus the 3 x 3 core
+    assert float(band.sum()) == 7 * 7 - 3 * 3
+    assert (
+        float(band[0, 0, 4, 4]) == 0.0 and float(band[0, 0, 1, 1]) == 1.0 and float(band[0, 0, 0, 0]) == 0.0
+    )
+    assert float(boundary_band(torch.ones(1, 1, 5, 5)).sum()) == 0.0  # the image's border is not a boundary
+
+
+def test_bce_boundary_weight_counts_the_band_more() -> None:
+    target = torch.zeros(1, 1, 12, 12)
+    target[..., 4:8, 4:8] = 1
+    far_wrong = (target * 2 - 1) * 50.0
+    far_wrong[..., 0, 0] = 50.0  # one confident error far from the person
+    edge_wrong = (target * 2 - 1) * 50.0
+    edge_wrong[..., 3, 5] = 50.0  # the same error next to the boundary
+    assert float(mask_bce(far_wrong, target)) == pytest.approx(float(mask_bce(edge_wrong, target)))
+    weighted_far, weighted_edge = mask_bce(far_wrong, target, 3.0), mask_bce(edge_wrong, target, 3.0)
+    assert float(weighted_edge) == pytest.approx(4.0 * float(weighted_far), rel=1e-4)
+    # zero weight is the plain mean
+    torch.testing.assert_close(mask_bce(far_wrong, target, 0.0), mask_bce(far_wrong, target))
+
+
+def test_dice_per_image_weighs_small_people_like_large_ones() -> None:
+    target = torch.zeros(3, 1, 8, 8)
+    target[0, :, :6, :] = 1  # a large person, found
+    target[1, :, 0, :2] = 1  # a small one, missed
+    logits = (target * 2 - 1) * 50.0
+    logits[1] = -50.0
+    batch_dice = float(mask_dice_loss(logits, target))
+    image_dice = float(mask_dice_loss(logits, target, per_image=True))
+    assert batch_dice < 0.1  # the large person hides the miss
+    # image 2 has no person and is left out: (0 + ~1) / 2
+    assert image_dice == pytest.approx(0.5 * (1.0 - 1.0 / 3.0), abs=1e-3)
+    assert float(mask_dice_loss(-torch.ones(2, 1, 4, 4) * 50, torch.zeros(2, 1, 4, 4), per_image=True)) == 0.0
 
 
 def test_mask_shape_mismatch_raises() -> None:
@@ -214,7 +255,7 @@ def _outputs_and_batch(b: int = 2, size: int = 32, seed: int = 0) -> tuple[dict,
 
 def test_module_matches_functions() -> None:
     out, batch = _outputs_and_batch()
-    res = MultiTaskLoss()(out, batch)
+    res = MultiTaskLoss(log_structure=False)(out, batch)
     assert set(res) == set(LOSS_KEYS)
     mask = resize_mask(batch[MASK], (16, 16))
     t, v = resize_depth(batch[DEPTH], batch[DEPTH_VALID], (16, 16))
@@ -232,17 +273,34 @@ def test_module_matches_functions() -> None:
     )
     torch.testing.assert_close(res[LOSS], expected)
     # DenseDepth's own mix: no log terms
-    dense = MultiTaskLoss(silog_weight=0.0)(out, batch)
+    dense = MultiTaskLoss(silog_weight=0.0, log_structure=False)(out, batch)
     torch.testing.assert_close(
         dense[LOSS], mask_bce_dice(out[MASK_LOGITS], mask) + depth_loss(out[DEPTH_PRED], t, v)
     )
     # log-L1 in place of SILog
-    log_l1 = MultiTaskLoss(log_weight=2.0, silog_weight=0.0)(out, batch)
+    log_l1 = MultiTaskLoss(log_weight=2.0, silog_weight=0.0, log_structure=False)(out, batch)
     torch.testing.assert_close(log_l1[LOSS], dense[LOSS] + 2.0 * depth_log_l1(out[DEPTH_PRED], t, v))
     # SILog's variance focus reaches the function
     focused = MultiTaskLoss(silog_variance_focus=0.5)(out, batch)
     torch.testing.assert_close(focused[LOSS_DEPTH_SILOG], depth_silog(out[DEPTH_PRED], t, v, 0.5))
     assert not torch.allclose(focused[LOSS_DEPTH_SILOG], res[LOSS_DEPTH_SILOG])
+
+
+def test_log_structure_compares_ratios() -> None:
+    out, batch = _outputs_and_batch()
+    res = MultiTaskLoss()(out, batch)  # the default
+    t, v = resize_depth(batch[DEPTH], batch[DEPTH_VALID], (16, 16))
+    log_p, log_t = torch.log(out[DEPTH_PRED].clamp_min(1e-3)), torch.log(t.clamp_min(1e-3))
+    torch.testing.assert_close(res[LOSS_DEPTH_GRAD], depth_gradient_loss(log_p, log_t, v))
+    torch.testing.assert_close(res[LOSS_DEPTH_SSIM], depth_ssim_loss(log_p, log_t, v, math.log(10.0)))
+    # a global scale error leaves log gradients unchanged, not metric ones
+    scaled = {**out, DEPTH_PRED: t * 2.0}
+    exact = {**out, DEPTH_PRED: t.clone()}
+    loss = MultiTaskLoss(log_structure=True)
+    assert float(loss(scaled, batch)[LOSS_DEPTH_GRAD]) == pytest.approx(
+        float(loss(exact, batch)[LOSS_DEPTH_GRAD]), abs=1e-5
+    )
+    assert float(MultiTaskLoss(log_structure=False)(scaled, batch)[LOSS_DEPTH_GRAD]) > 0.05
 
 
 def test_depth_silog_known_values() -> None:

@@ -124,6 +124,11 @@ def test_predictor_batches_mixed_sizes(model_file: Path) -> None:
     assert all(m.dtype == bool and d.dtype == np.float32 and (d >= 0).all() for m, d in out)
     single = pred([pairs[1][0]], [pairs[1][1]])[0]
     assert np.array_equal(single[0], out[1][0])  # batching does not change a result
+    raw = pred.raw([p[0] for p in pairs], [p[1] for p in pairs])
+    for (mask, depth), (logits, raw_depth) in zip(out, raw, strict=True):
+        assert logits.dtype == np.float32 and np.array_equal(logits > 0, mask)
+        np.testing.assert_array_equal(raw_depth, depth)
+    assert all(np.unique(lg).size > 2 for lg, _ in raw)  # logits, not a thresholded mask
     with pytest.raises(ValueError, match="exactly one"):
         Predictor()
 

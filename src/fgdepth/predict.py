@@ -202,6 +202,16 @@ class Predictor:
         composites: Sequence[np.ndarray],
         focals: Sequence[float | None] | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(logits > 0, depth) for logits, depth in self.raw(backgrounds, composites, focals)]
+
+    def raw(
+        self,
+        backgrounds: Sequence[np.ndarray],
+        composites: Sequence[np.ndarray],
+        focals: Sequence[float | None] | None = None,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """As calling the predictor, with the mask as logits: ``(mask_logits (H, W) float32, depth)`` per pair
+        (foreground where > 0), for thresholds and soft masks of one's own."""
         if len(backgrounds) != len(composites):
             raise ValueError(f"{len(backgrounds)} backgrounds for {len(composites)} composites")
         if focals is not None and len(focals) != len(composites):
@@ -230,7 +240,7 @@ class Predictor:
                     h, w = composites[i].shape[:2]
                     lg = F.interpolate(logits[j : j + 1], size=(h, w), mode="bilinear", align_corners=False)
                     dp = F.interpolate(depth[j : j + 1], size=(h, w), mode="bilinear", align_corners=False)
-                    results[i] = ((lg[0, 0] > 0).numpy(), dp[0, 0].numpy().astype(np.float32))
+                    results[i] = (lg[0, 0].numpy().astype(np.float32), dp[0, 0].numpy().astype(np.float32))
         return results  # type: ignore[return-value]
 
 
