@@ -408,10 +408,10 @@ class MultiTaskLoss(nn.Module):
 
     * ``depth_kind="metric"``: depth = l1_weight * L1 + log_weight * log-L1 + silog_weight * SILog
       + grad_weight * grad + ssim_weight * (1 - SSIM) / 2, SSIM with ``data_range=depth_range`` metres.
-      DenseDepth's mix is (0.1, 0, 0, 1, 1) with ``log_structure=False``; the default (0.1, 0, 1, 1, 1) adds SILog (:func:`depth_silog`), a
-      log error, so relative as AbsRel and delta1 are, that lets the layout be learnt apart from the scale: on
-      the procedural world (6 CPU minutes, tiny) test AbsRel 0.224 / delta1 0.592 against 0.238 / 0.567 with
-      log-L1 (weight 1) in its place. ``silog_variance_focus`` (0.85) is how much of an image's mean log error
+      DenseDepth's mix is (0.1, 0, 0, 1, 1) with ``log_structure=False``; the default (0.1, 0, 1, 1, 1) adds
+      SILog (:func:`depth_silog`), a log error, so relative as AbsRel and delta1 are, that lets the layout be
+      learnt apart from the scale: on the procedural world (6 CPU minutes, tiny) test AbsRel 0.224 / delta1
+      0.592 against 0.238 / 0.567 with log-L1 (weight 1) in its place. ``silog_variance_focus`` (0.85) is how much of an image's mean log error
       SILog forgives (1: the scale is free). ``log_structure=True`` (default) computes the gradient and SSIM
       terms on log depth (SSIM range ``log(depth_range)``): a step is weighed by its ratio, as the metrics weigh
       errors, not by its metres (tiny, 6 CPU min, three paired runs: delta1 +0.005 to +0.009, on the people's
@@ -498,7 +498,7 @@ class MultiTaskLoss(nn.Module):
             LOSS_DEPTH_SILOG: depth_silog(pred, target, valid, self.silog_variance_focus),
         }
         if self.depth_kind == "metric" and self.log_structure:
-            # edges and structure as ratios, like the metrics: a 10 cm step counts as much at 8 m as at 1 m
+            # edges and structure as ratios, like the metrics: 10 cm at 1 m counts as 80 cm at 8 m
             log_pred, log_target = _log_depth(pred), _log_depth(target)
             out[LOSS_DEPTH_GRAD] = depth_gradient_loss(log_pred, log_target, valid)
             out[LOSS_DEPTH_SSIM] = depth_ssim_loss(log_pred, log_target, valid, math.log(self.depth_range))
