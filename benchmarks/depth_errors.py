@@ -38,28 +38,43 @@ def through_grid(depth: np.ndarray, grid: int) -> np.ndarray:
     return F.interpolate(small, size=depth.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def diagnostic_parser(description: str) -> argparse.ArgumentParser:
+    """The command line of the checkpoint diagnostics (this script, mask_errors.py): CKPT DATA [--selection]
+    [--limit]."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("checkpoint")
     ap.add_argument("data")
     ap.add_argument("--selection", default="test")
     ap.add_argument("--limit", type=int, default=1000)
-    ap.add_argument(
-        "--grid", type=int, default=48, help="the depth output's side (tiny's branch: 48 at 160 px)"
-    )
-    args = ap.parse_args()
+    return ap
 
+
+def samples_and_outputs(
+    args: argparse.Namespace, need_depth: bool = False
+) -> tuple[list[dict], list[tuple[np.ndarray, np.ndarray]]]:
+    """The selection's first ``args.limit`` samples (those with depth if ``need_depth``) and the checkpoint's
+    outputs on them, through each image's camera: ``(mask_logits, depth)`` per sample (``Predictor.raw``)."""
     samples = [
         s
         for s in itertools.islice(iter_samples(args.data, args.selection), args.limit)
-        if s["depth"] is not None
+        if not need_depth or s["depth"] is not None
     ]
-    predictor = Predictor.load(args.checkpoint, default_size=samples[0]["depth"].shape[0])
-    preds = predictor(
+    predictor = Predictor.load(args.checkpoint, default_size=samples[0]["composite"].shape[0])
+    outputs = predictor.raw(
         [s["background"] for s in samples],
         [s["composite"] for s in samples],
         [s.get("focal") for s in samples],
     )
+    return samples, outputs
+
+
+def main() -> None:
+    ap = diagnostic_parser(__doc__.splitlines()[0])
+    ap.add_argument(
+        "--grid", type=int, default=48, help="the depth output's side (tiny's branch: 48 at 160 px)"
+    )
+    args = ap.parse_args()
+    samples, preds = samples_and_outputs(args, need_depth=True)
     rows: dict[str, list[float]] = {k: [] for k in ("all", "room", "people", "scale_known", "people_own_scale",
                                                     "grid_room", "grid_people")}  # fmt: skip
     image_scale, person_scale = [], []

@@ -11,16 +11,13 @@ itself grown or shrunk by one pixel: the IoU a model whose outline is everywhere
 
 from __future__ import annotations
 
-import argparse
 import itertools
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from depth_errors import diagnostic_parser, samples_and_outputs
 
-from fgdepth.evaluate import iter_samples
-from fgdepth.losses import boundary_band
-from fgdepth.predict import Predictor
+from fgdepth.losses import boundary_band, grow_mask
 
 THRESHOLDS = (-1.0, -0.5, 0.0, 0.5)  # logits
 
@@ -30,40 +27,21 @@ def iou(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.logical_and(pred, true).sum() / union) if union else 1.0
 
 
-def grown(mask: np.ndarray, pixels: int) -> np.ndarray:
-    """``mask`` dilated (pixels > 0) or eroded (< 0) by |pixels| (3 x 3 steps)."""
-    t = torch.from_numpy(mask.astype(np.float32))[None, None]
-    k = 2 * abs(pixels) + 1
-    out = F.max_pool2d(t, k, 1, abs(pixels)) if pixels > 0 else -F.max_pool2d(-t, k, 1, abs(pixels))
-    return out[0, 0].numpy() > 0.5
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("checkpoint")
-    ap.add_argument("data")
-    ap.add_argument("--selection", default="test")
-    ap.add_argument("--limit", type=int, default=1000)
-    args = ap.parse_args()
-
-    samples = list(itertools.islice(iter_samples(args.data, args.selection), args.limit))
-    predictor = Predictor.load(args.checkpoint, default_size=samples[0]["composite"].shape[0])
+    args = diagnostic_parser(__doc__.splitlines()[0]).parse_args()
+    samples, outputs = samples_and_outputs(args)
     by_threshold: dict[float, list[float]] = {t: [] for t in THRESHOLDS}
     bounds: dict[str, list[float]] = {"shrunk 1 px": [], "grown 1 px": []}
     area, errors = [], np.zeros(4)  # missed near, missed away, extra near, extra away
-    raw = predictor.raw(
-        [s["background"] for s in samples],
-        [s["composite"] for s in samples],
-        [s.get("focal") for s in samples],
-    )
-    for s, (logits, _) in zip(samples, raw):
+    for s, (logits, _) in zip(samples, outputs):
         true = s["mask"].astype(bool)
         for t in THRESHOLDS:
             by_threshold[t].append(iou(logits > t, true))
-        bounds["shrunk 1 px"].append(iou(grown(true, -1), true))
-        bounds["grown 1 px"].append(iou(grown(true, 1), true))
+        true_t = torch.from_numpy(true.astype(np.float32))[None, None]
+        bounds["shrunk 1 px"].append(iou(grow_mask(true_t, -1)[0, 0].numpy() > 0.5, true))
+        bounds["grown 1 px"].append(iou(grow_mask(true_t, 1)[0, 0].numpy() > 0.5, true))
         area.append(true.mean())
-        near = boundary_band(torch.from_numpy(true.astype(np.float32))[None, None])[0, 0].numpy() > 0.5
+        near = boundary_band(true_t)[0, 0].numpy() > 0.5
         pred = logits > 0
         for i, wrong in enumerate((true & ~pred, pred & ~true)):
             errors[2 * i : 2 * i + 2] += (np.sum(wrong & near), np.sum(wrong & ~near))

@@ -106,6 +106,19 @@ def resize_depth(
 # --- mask --------------------------------------------------------------------------------------------------
 
 
+def grow_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """``mask`` dilated by ``pixels`` (> 0) or eroded by ``-pixels`` (< 0), chessboard distance (square windows);
+    the image's border does not erode.
+
+    Shape:
+        mask: (B, 1, H, W) in {0, 1} -> same shape, float
+    """
+    m, r = mask.float(), abs(pixels)
+    if r == 0:
+        return m
+    return F.max_pool2d(m, 2 * r + 1, 1, r) if pixels > 0 else -F.max_pool2d(-m, 2 * r + 1, 1, r)
+
+
 def boundary_band(mask: torch.Tensor, width: int = 2) -> torch.Tensor:
     """1 on pixels within ``width`` pixels (chessboard distance) of a boundary of the binary ``mask``, else 0:
     its dilation minus its erosion.
@@ -113,11 +126,7 @@ def boundary_band(mask: torch.Tensor, width: int = 2) -> torch.Tensor:
     Shape:
         mask: (B, 1, H, W) in {0, 1} -> same shape, float
     """
-    k = 2 * width + 1
-    m = mask.float()
-    dilated = F.max_pool2d(m, k, stride=1, padding=width)
-    eroded = -F.max_pool2d(-m, k, stride=1, padding=width)
-    return dilated - eroded
+    return grow_mask(mask, width) - grow_mask(mask, -width)
 
 
 def mask_bce(logits: torch.Tensor, target: torch.Tensor, boundary_weight: float = 0.0) -> torch.Tensor:
@@ -185,6 +194,11 @@ def depth_l1(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | Non
     return _masked_mean((pred.float() - target.float()).abs(), v)
 
 
+def _log_depth(depth: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """log of depth (B, 1, H, W), floored at ``eps`` so that unknown (0) pixels stay finite."""
+    return torch.log(depth.float().clamp_min(eps))
+
+
 def depth_log_l1(
     pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None, eps: float = 1e-3
 ) -> torch.Tensor:
@@ -196,13 +210,8 @@ def depth_log_l1(
     """
     _check_same("pred", pred, "target", target)
     v = _valid_bool(valid, pred) & (target > 0)
-    diff = torch.log(pred.float().clamp_min(eps)) - torch.log(target.float().clamp_min(eps))
+    diff = _log_depth(pred, eps) - _log_depth(target, eps)
     return _masked_mean(diff.abs(), v)
-
-
-def _log_depth(depth: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """log of depth (B, 1, H, W), floored at ``eps`` so that unknown (0) pixels stay finite."""
-    return torch.log(depth.float().clamp_min(eps))
 
 
 def depth_silog(
@@ -227,7 +236,7 @@ def depth_silog(
     if not 0.0 <= variance_focus <= 1.0:
         raise ValueError(f"variance_focus must be in [0, 1], got {variance_focus}")
     v = (_valid_bool(valid, pred) & (target > 0)).float().flatten(1)
-    g = torch.log(pred.float().clamp_min(eps)) - torch.log(target.float().clamp_min(eps))
+    g = _log_depth(pred, eps) - _log_depth(target, eps)
     g = g.flatten(1) * v
     n = v.sum(1)
     has = n > 0
@@ -497,15 +506,13 @@ class MultiTaskLoss(nn.Module):
             LOSS_DEPTH_L1: depth_l1(pred, target, valid),
             LOSS_DEPTH_SILOG: depth_silog(pred, target, valid, self.silog_variance_focus),
         }
-        if self.depth_kind == "metric" and self.log_structure:
-            # edges and structure as ratios, like the metrics: 10 cm at 1 m counts as 80 cm at 8 m
-            log_pred, log_target = _log_depth(pred), _log_depth(target)
-            out[LOSS_DEPTH_GRAD] = depth_gradient_loss(log_pred, log_target, valid)
-            out[LOSS_DEPTH_SSIM] = depth_ssim_loss(log_pred, log_target, valid, math.log(self.depth_range))
-        elif self.depth_kind == "metric":
-            out[LOSS_DEPTH_GRAD] = depth_gradient_loss(pred, target, valid)
-            out[LOSS_DEPTH_SSIM] = depth_ssim_loss(pred, target, valid, self.depth_range)
         if self.depth_kind == "metric":
+            # log_structure: edges and structure as ratios, like the metrics: 10 cm at 1 m counts as 80 cm at 8 m
+            p, t, data_range = pred, target, self.depth_range
+            if self.log_structure:
+                p, t, data_range = _log_depth(pred), _log_depth(target), math.log(self.depth_range)
+            out[LOSS_DEPTH_GRAD] = depth_gradient_loss(p, t, valid)
+            out[LOSS_DEPTH_SSIM] = depth_ssim_loss(p, t, valid, data_range)
             out[LOSS_DEPTH_LOG] = depth_log_l1(pred, target, valid)
             first = (
                 self.l1_weight * out[LOSS_DEPTH_L1]

@@ -32,7 +32,7 @@ from fgdepth.data.reader import (
     read_manifest,
 )
 from fgdepth.losses import resize_mask
-from fgdepth.model.dual_unet import compose_layers
+from fgdepth.model.dual_unet import join_depth_layers
 from fgdepth.predict import run_input_size
 
 
@@ -464,22 +464,18 @@ def model_step(model, loss_fn, batch: dict) -> tuple[dict, dict]:
     """Outputs and losses of ``model`` (a DualUNet) on ``batch``. A batch carrying ``schema.DEPTH_VIEW`` (training a
     depth branch) runs the main network on the batch's images (crops) and the branch on the view (whole images);
     a branch with layered depth has its layers composed by the view's true mask."""
-
     view = batch.get(schema.DEPTH_VIEW)
     if view is None:
         out = model(batch[schema.BACKGROUND], batch[schema.COMPOSITE], focal=batch.get(schema.FOCAL))
         return out, loss_fn(out, batch)
     out = model.forward_main(batch[schema.BACKGROUND], batch[schema.COMPOSITE])
     view_out = model.depth_net.forward_main(view[schema.BACKGROUND], view[schema.COMPOSITE])
-    layers = view_out.pop(schema.DEPTH_LAYERS, None)
-    if layers is not None:
-        # layered depth learns from the view's true mask: each layer is taught where it is seen, and the branch's
-        # own coarse mask (a helper) does not blur the people's depth edge; without one, its own mask joins them
-        if schema.MASK in view:
-            person = resize_mask(view[schema.MASK], tuple(layers.shape[-2:]))
-        else:
-            person = torch.sigmoid(view_out[schema.MASK_LOGITS])
-        view_out[schema.DEPTH_PRED] = compose_layers(layers, person)
+    # layered depth learns from the view's true mask: each layer is taught where it is seen, and the branch's own
+    # coarse mask (a helper) does not blur the people's depth edge; without one, its own mask joins them
+    person = None
+    if schema.DEPTH_LAYERS in view_out and schema.MASK in view:
+        person = resize_mask(view[schema.MASK], tuple(view_out[schema.DEPTH_LAYERS].shape[-2:]))
+    join_depth_layers(view_out, person)
     view_out[schema.DEPTH_PRED] = model.to_camera(view_out[schema.DEPTH_PRED], view.get(schema.FOCAL))
     return out, loss_fn(out, batch, depth_view=(view_out, view))
 

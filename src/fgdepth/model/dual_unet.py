@@ -421,9 +421,7 @@ class DualUNet(nn.Module):
             # layers: upsampled, then joined by this network's (finer) mask below; else the branch's one map
             key = DEPTH_LAYERS if DEPTH_LAYERS in branch else DEPTH_PRED
             out[key] = F.interpolate(branch[key], size=size, mode="bilinear", align_corners=False)
-        layers = out.pop(DEPTH_LAYERS, None)
-        if layers is not None:
-            out[DEPTH_PRED] = compose_layers(layers, torch.sigmoid(out[MASK_LOGITS]))
+        join_depth_layers(out)
         if DEPTH_PRED in out:
             out[DEPTH_PRED] = self.to_camera(out[DEPTH_PRED], focal)
         return out
@@ -506,6 +504,20 @@ def compose_layers(layers: torch.Tensor, person: torch.Tensor) -> torch.Tensor:
             )
     scene, people = layers[:, :1], layers[:, 1:]
     return scene + person.to(layers.dtype) * (people - scene)
+
+
+def join_depth_layers(
+    out: dict[str, torch.Tensor], person: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """Replace ``out["depth_layers"]``, where present, by ``out["depth"]``: the layers joined by ``person``
+    (B, 1, h, w) in [0, 1], or by the sigmoid of ``out["mask_logits"]`` when None (:func:`compose_layers`).
+    ``out`` is changed in place and returned; without layers it is left as it is."""
+    layers = out.pop(DEPTH_LAYERS, None)
+    if layers is not None:
+        out[DEPTH_PRED] = compose_layers(
+            layers, torch.sigmoid(out[MASK_LOGITS]) if person is None else person
+        )
+    return out
 
 
 def count_parameters(model: nn.Module) -> int:
