@@ -87,3 +87,13 @@ def test_depth_branch_exports_with_dynamic_sizes(tmp_path: Path) -> None:
     model = create_model("tiny", depth_branch=branch, depth_scale=0.6)
     report = export_onnx(model, tmp_path / "branch.onnx", size=64)
     assert report["max_abs_diff"] <= 1e-4
+
+
+def test_enlarged_mask_network_exports_with_dynamic_sizes(tmp_path: Path) -> None:
+    """mask_scale enlarges the input and resizes the outputs back: both by sizes taken from the input."""
+    torch.manual_seed(0)
+    branch = {"stem_channels": 8, "encoder_channels": (8, 16), "blocks_per_stage": (1, 1)}
+    branch |= {"block_kinds": ("fused", "fused"), "decoder_channels": (16, 8), "depth_activation": "exp"}
+    model = create_model("tiny", depth_branch=branch, mask_scale=1.6)
+    report = export_onnx(model, tmp_path / "scaled.onnx", size=64)
+    assert report["max_abs_diff"] <= 1e-4

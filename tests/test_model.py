@@ -136,6 +136,55 @@ def test_refinement_gives_full_resolution_outputs(stride: int) -> None:
     assert model.output_stride == 1 and model.output_size(97, 131) == (97, 131)
 
 
+def test_strided_depthwise_conv_runs_in_float32_under_cpu_autocast() -> None:
+    from fgdepth.model.blocks import ConvNormAct, StridedDepthwiseConv2d
+
+    assert type(ConvNormAct(8, 8, 3, stride=2, groups=8)[0]) is StridedDepthwiseConv2d
+    assert type(ConvNormAct(8, 8, 3, stride=1, groups=8)[0]) is torch.nn.Conv2d
+    assert type(ConvNormAct(8, 16, 3, stride=2)[0]) is torch.nn.Conv2d
+    conv = StridedDepthwiseConv2d(8, 8, 3, 2, 1, groups=8, bias=False)
+    plain = torch.nn.Conv2d(8, 8, 3, 2, 1, groups=8, bias=False)
+    plain.load_state_dict(conv.state_dict())  # same parameters, same checkpoints
+    x = torch.randn(2, 8, 11, 13)
+    torch.testing.assert_close(conv(x), plain(x))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x.bfloat16().requires_grad_(True))
+        y_plain = plain(x)
+    assert y.dtype == torch.float32 and y_plain.dtype == torch.bfloat16
+    torch.testing.assert_close(y, plain(x.bfloat16().float()))
+    y.sum().backward()
+    assert conv.weight.grad is not None
+
+
+@pytest.mark.parametrize("own_depth", [False, True])
+def test_mask_scale_enlarges_the_mask_networks_input_and_gives_outputs_at_the_inputs_size(
+    own_depth: bool,
+) -> None:
+    over = {"depth_branch": None} if own_depth else {}
+    model = create_model("tiny", mask_scale=1.6, **over).eval()
+    seen: dict[str, tuple] = {}
+
+    def record(name: str):
+        def hook(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            seen[name] = tuple(inputs[0].shape)
+
+        return hook
+
+    model.encoder.stem_composite.register_forward_hook(record("main"))
+    if not own_depth:
+        model.depth_net.encoder.stem_composite.register_forward_hook(record("branch"))
+    with torch.no_grad():
+        out = model(*_inputs(2, 61, 90))
+    assert out[MASK_LOGITS].shape == (2, 1, 61, 90) == out[DEPTH_PRED].shape
+    assert seen["main"] == (2, 3, 97, 144)  # floor(61 * 1.6), floor(90 * 1.6)
+    if not own_depth:
+        assert seen["branch"] == (2, 3, 36, 54)  # the branch's view is still depth_scale (0.6) of the input
+    # at 1 the network sees the input itself
+    plain = create_model("tiny", mask_scale=1.0, **over).eval()
+    x = torch.rand(1, 3, 20, 30)
+    assert plain.mask_view(x) is x and model.mask_view(x).shape[-2:] == (32, 48)
+
+
 def test_mask_head_starts_at_the_prior() -> None:
     model = create_model("tiny", mask_prior=0.05).eval()
     with torch.no_grad():
@@ -243,6 +292,8 @@ def test_config_round_trip() -> None:
         {"block_kinds": ("fused", "fused", "inverted", "nope")},
         {"depth_activation": "relu"},
         {"depth_features": "stem"},
+        {"mask_scale": 0.0},
+        {"mask_scale": 8.0},
     ],
 )
 def test_config_errors(bad: dict) -> None:
@@ -360,7 +411,7 @@ def _branch_model(**overrides) -> DualUNet:
 
 
 def test_depth_branch_sees_a_smaller_whole_view_and_owns_depth() -> None:
-    model = _branch_model(depth_scale=0.5).eval()
+    model = _branch_model(depth_scale=0.5, mask_scale=1.0).eval()  # forward_main = forward's mask at 1
     assert model.depth_head is None and model.depth_net is not None
     assert model.depth_net.config.stem_channels == 8
     seen = []
@@ -491,3 +542,20 @@ def test_layered_branch_trains_on_the_views_true_mask() -> None:
     assert 0 < person.mean() < 1
     torch.testing.assert_close(seen["view_out"][DEPTH_PRED], compose_layers(layers, person))
     assert DEPTH_LAYERS not in seen["view_out"]
+
+
+def test_training_crops_are_not_enlarged_by_mask_scale() -> None:
+    """model_step: a training batch is crops at the input's scale, seen as they are; whole images are enlarged."""
+    from fgdepth.losses import MultiTaskLoss
+    from fgdepth.train import model_step
+
+    model = create_model("tiny", mask_scale=2.0, depth_branch=None, canonical_hfov=None)
+    seen: list[int] = []
+    model.encoder.stem_composite.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[-1]))
+    bg, comp = _inputs(2, 24, 24)
+    batch = {"background": bg, "composite": comp, "mask": (bg[:, :1] > 0.5).float(), "depth": 1 + bg[:, :1]}
+    batch["depth_valid"] = torch.ones_like(batch["depth"])
+    for training, width in ((True, 24), (False, 48)):
+        out, losses = model_step(model, MultiTaskLoss(), batch, training=training)
+        assert seen[-1] == width and out[DEPTH_PRED].shape == (2, 1, 24, 24) == out[MASK_LOGITS].shape
+        assert torch.isfinite(losses["loss"])

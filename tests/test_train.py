@@ -231,9 +231,11 @@ def test_depth_branch_trains_on_whole_image_views(shard_dataset: Path, tmp_path:
     branch = {**TINY, "block_kinds": ("fused",) * 4, "depth_activation": "exp"}
     out = tmp_path / "r"
     fit(_cfg(shard_dataset, out, infer_size=48, max_steps=2, model_overrides={**TINY, "depth_branch": branch,
-                                                                                "depth_scale": 0.5}))  # fmt: skip
-    assert ("main", 32) in seen and ("branch", 24) in seen  # training: crops, and the branch's whole view
-    assert ("main", 48) in seen  # validation and test: the whole model on whole images
+                                                                                "depth_scale": 0.5, "mask_scale": 1.5}))  # fmt: skip
+    # training: crops as they are (not enlarged by mask_scale), and the branch's whole view
+    assert ("main", 32) in seen and ("branch", 24) in seen
+    assert ("main", 72) in seen  # validation and test: the whole model on whole images, enlarged 1.5x
+    assert {shape for shape in seen if shape[0] == "main"} == {("main", 32), ("main", 72)}
     assert {shape for shape in seen if shape[0] == "branch"} == {("branch", 24)}  # never a crop
     model = fgdepth.load_model(out / "model.safetensors")
     assert model.depth_net is not None

@@ -294,11 +294,11 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
                 batch[schema.DEPTH_VIEW] = view
             return batch
 
-        def model_step(self, batch: dict) -> tuple[dict, dict]:
-            return model_step(self.model, self.loss_fn, batch)
+        def model_step(self, batch: dict, training: bool = False) -> tuple[dict, dict]:
+            return model_step(self.model, self.loss_fn, batch, training=training)
 
         def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-            _, losses = self.model_step(batch)
+            _, losses = self.model_step(batch, training=True)
             bs = batch[schema.COMPOSITE].shape[0]
             self.log("train/loss", losses["loss"], prog_bar=True, batch_size=bs)
             for k in schema.LOSS_KEYS:  # every term and the task weights
@@ -460,13 +460,23 @@ def merge_csv_logs(log_dir: Path) -> None:
         path.unlink()
 
 
-def model_step(model, loss_fn, batch: dict) -> tuple[dict, dict]:
-    """Outputs and losses of ``model`` (a DualUNet) on ``batch``. A batch carrying ``schema.DEPTH_VIEW`` (training a
-    depth branch) runs the main network on the batch's images (crops) and the branch on the view (whole images);
-    a branch with layered depth has its layers composed by the view's true mask."""
+def model_step(model, loss_fn, batch: dict, training: bool = False) -> tuple[dict, dict]:
+    """Outputs and losses of ``model`` (a DualUNet) on ``batch``.
+
+    Whole images (validation, test) go through ``model(...)`` as users run it (the mask network on the input
+    enlarged by ``mask_scale``, the branch on its view). A training batch (``training``, or one carrying
+    ``schema.DEPTH_VIEW``) holds crops at the input's scale, which each network sees as they are: the main
+    network on the batch's images, the depth branch on the view (whole images); a branch with layered depth has its
+    layers composed by the view's true mask."""
     view = batch.get(schema.DEPTH_VIEW)
-    if view is None:
+    if not training and view is None:
         out = model(batch[schema.BACKGROUND], batch[schema.COMPOSITE], focal=batch.get(schema.FOCAL))
+        return out, loss_fn(out, batch)
+    out = model.forward_main(batch[schema.BACKGROUND], batch[schema.COMPOSITE])
+    if view is None:  # one network: both heads on the crops
+        join_depth_layers(out)
+        if schema.DEPTH_PRED in out:
+            out[schema.DEPTH_PRED] = model.to_camera(out[schema.DEPTH_PRED], batch.get(schema.FOCAL))
         return out, loss_fn(out, batch)
     out = model.forward_main(batch[schema.BACKGROUND], batch[schema.COMPOSITE])
     view_out = model.depth_net.forward_main(view[schema.BACKGROUND], view[schema.COMPOSITE])

@@ -38,6 +38,20 @@ def make_act(kind: Act) -> nn.Module:
     raise ValueError(f"unknown activation {kind!r}; valid: {', '.join(ACTS)}")
 
 
+class StridedDepthwiseConv2d(nn.Conv2d):
+    """A strided depthwise conv that runs in float32 under CPU autocast (same parameters as ``nn.Conv2d``).
+
+    oneDNN's bf16 backward of strided depthwise convs took 10-20x the float32 time on CPU (torch 2.13: 12 ms
+    against 0.9 ms for (32, 144, 12, 12)), 11 % of a ``tiny`` training step; float32 costs nothing elsewhere.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float())
+        return super().forward(x)
+
+
 class ConvNormAct(nn.Sequential):
     """Conv2d (no bias) + norm + optional activation.
 
@@ -55,8 +69,9 @@ class ConvNormAct(nn.Sequential):
         norm: Norm = "batch",
         act: Act | None = "relu",
     ) -> None:
+        conv = StridedDepthwiseConv2d if stride > 1 and groups == c_in and groups > 1 else nn.Conv2d
         layers: list[nn.Module] = [
-            nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False),
+            conv(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False),
             make_norm(norm, c_out),
         ]
         if act is not None:
