@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,17 @@ def test_crop_training_records_the_inference_size(shard_dataset: Path, tmp_path:
     fit(_cfg(shard_dataset, out, infer_size=48, max_steps=2))
     assert checkpoint_train_size(out / "checkpoints" / "best.ckpt") == 48
     assert checkpoint_train_size(out / "model.safetensors") == 48
+    from fgdepth.predict import Predictor
+
+    with pytest.warns(UserWarning, match="trained for 48 px inputs; at 64 px"):
+        Predictor.load(out / "model.safetensors", size=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert (
+            Predictor.load(out / "model.safetensors").size
+            == 48
+            == Predictor.load(out / "model.safetensors", size=48).size
+        )
 
 
 def test_time_budget_schedule_follows_the_clock_and_resumes() -> None:
