@@ -31,8 +31,10 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
     return best
 
 
-def bench_preset(preset: str, size: int, batches: list[int], repeats: int, onnx_dir: Path) -> list[dict]:
-    model = create_model(preset).eval().to(memory_format=torch.channels_last)
+def bench_preset(
+    preset: str, size: int, batches: list[int], repeats: int, onnx_dir: Path, overrides: dict | None = None
+) -> list[dict]:
+    model = create_model(preset, **(overrides or {})).eval().to(memory_format=torch.channels_last)
     rows = []
     runner = None
     try:
@@ -83,6 +85,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--json", default=None)
+    ap.add_argument(
+        "--mask-scale",
+        type=float,
+        default=None,
+        help="override the preset's mask_scale (tiny: 1.6; 1 = as is)",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -91,7 +99,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.preset or ["tiny", "small"]:
-            rows += bench_preset(preset, args.size, args.batch or [1, 16], args.repeats, Path(tmp))
+            overrides = {} if args.mask_scale is None else {"mask_scale": args.mask_scale}
+            rows += bench_preset(preset, args.size, args.batch or [1, 16], args.repeats, Path(tmp), overrides)
     if args.json:
         meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "best_of": args.repeats}
         with open(args.json, "w") as f:
