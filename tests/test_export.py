@@ -79,21 +79,13 @@ def test_dynamo_export(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     assert report["max_abs_diff"] <= 1e-4 and report["opset"] >= 18
 
 
-def test_depth_branch_exports_with_dynamic_sizes(tmp_path: Path) -> None:
-    """The branch's view is a fixed scale of the input: parity at a second, odd size catches a baked-in size."""
+@pytest.mark.parametrize("overrides", [{"depth_scale": 0.6, "mask_scale": 1.0}, {"mask_scale": 1.6}])
+def test_scaled_views_export_with_dynamic_sizes(tmp_path: Path, overrides: dict) -> None:
+    """The branch's view (depth_scale) and the mask network's (mask_scale: enlarged, outputs resized back) are
+    fixed scales of the input: parity at a second, odd size catches a baked-in size."""
     torch.manual_seed(0)
     branch = {"stem_channels": 8, "encoder_channels": (8, 16), "blocks_per_stage": (1, 1)}
     branch |= {"block_kinds": ("fused", "fused"), "decoder_channels": (16, 8), "depth_activation": "exp"}
-    model = create_model("tiny", depth_branch=branch, depth_scale=0.6)
-    report = export_onnx(model, tmp_path / "branch.onnx", size=64)
-    assert report["max_abs_diff"] <= 1e-4
-
-
-def test_enlarged_mask_network_exports_with_dynamic_sizes(tmp_path: Path) -> None:
-    """mask_scale enlarges the input and resizes the outputs back: both by sizes taken from the input."""
-    torch.manual_seed(0)
-    branch = {"stem_channels": 8, "encoder_channels": (8, 16), "blocks_per_stage": (1, 1)}
-    branch |= {"block_kinds": ("fused", "fused"), "decoder_channels": (16, 8), "depth_activation": "exp"}
-    model = create_model("tiny", depth_branch=branch, mask_scale=1.6)
+    model = create_model("tiny", depth_branch=branch, **overrides)
     report = export_onnx(model, tmp_path / "scaled.onnx", size=64)
     assert report["max_abs_diff"] <= 1e-4
