@@ -559,3 +559,27 @@ def test_training_crops_are_not_enlarged_by_mask_scale() -> None:
         out, losses = model_step(model, MultiTaskLoss(), batch, training=training)
         assert seen[-1] == width and out[DEPTH_PRED].shape == (2, 1, 24, 24) == out[MASK_LOGITS].shape
         assert torch.isfinite(losses["loss"])
+
+
+def test_a_training_step_runs_each_network_once() -> None:
+    """model_step with a depth view: one forward of the main network (crops) and one of the branch (view)."""
+    from fgdepth.losses import MultiTaskLoss
+    from fgdepth.train import model_step
+
+    model = _branch_model()
+    calls = {"main": 0, "branch": 0}
+
+    def count(name: str):
+        def hook(module: torch.nn.Module, args: tuple) -> None:
+            calls[name] += 1
+
+        return hook
+
+    model.encoder.register_forward_pre_hook(count("main"))
+    model.depth_net.encoder.register_forward_pre_hook(count("branch"))
+    bg, comp = _inputs(2, 24, 24)
+    batch = {"background": bg, "composite": comp, "mask": (bg[:, :1] > 0.5).float(), "depth": 1 + bg[:, :1]}
+    batch["depth_valid"] = torch.ones_like(batch["depth"])
+    batch["depth_view"] = {k: v[..., :16, :16].clone() for k, v in batch.items()}
+    model_step(model, MultiTaskLoss(), batch, training=True)
+    assert calls == {"main": 1, "branch": 1}

@@ -478,7 +478,6 @@ def model_step(model, loss_fn, batch: dict, training: bool = False) -> tuple[dic
         if schema.DEPTH_PRED in out:
             out[schema.DEPTH_PRED] = model.to_camera(out[schema.DEPTH_PRED], batch.get(schema.FOCAL))
         return out, loss_fn(out, batch)
-    out = model.forward_main(batch[schema.BACKGROUND], batch[schema.COMPOSITE])
     view_out = model.depth_net.forward_main(view[schema.BACKGROUND], view[schema.COMPOSITE])
     # layered depth learns from the view's true mask: each layer is taught where it is seen, and the branch's own
     # coarse mask (a helper) does not blur the people's depth edge; without one, its own mask joins them
