@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from fgdepth.data import schema
-from fgdepth.data.augment import AugmentConfig, BatchAugment, geometric, jpeg_simulate, random_crop_theta
+from fgdepth.data.augment import (
+    AugmentConfig,
+    BatchAugment,
+    affine_grid,
+    geometric,
+    jpeg_simulate,
+    random_crop_theta,
+)
 
 
 def _blocky_batch(b: int = 4, h: int = 64, w: int = 80, block: int = 8, seed: int = 0) -> dict:
@@ -42,6 +49,13 @@ def test_geometry_is_the_same_for_all_four_arrays():
         out[schema.MASK][agree].numpy(), (out[schema.DEPTH][agree] < 4).float().numpy()
     )
     np.testing.assert_array_equal(out[schema.BACKGROUND].numpy(), out[schema.COMPOSITE].numpy())
+
+
+@pytest.mark.parametrize("size", [(48, 48), (57, 41)])
+def test_affine_grid_matches_torch(size):
+    theta = torch.randn(3, 2, 3, generator=torch.Generator().manual_seed(0))  # rotation and shear too
+    expected = torch.nn.functional.affine_grid(theta, [3, 1, *size], align_corners=False)
+    torch.testing.assert_close(affine_grid(theta, size), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_depth_and_mask_are_never_interpolated():

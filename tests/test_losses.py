@@ -162,6 +162,20 @@ def test_ssim_identical_and_different() -> None:
         ssim(x, x, window_size=4)
 
 
+def test_gaussian_blur_matches_a_2d_gaussian_convolution() -> None:
+    from fgdepth.losses import _gaussian_blur
+
+    x = torch.rand(2, 3, 13, 17)
+    r, sigma = torch.arange(7.0) - 3, 1.5
+    g = torch.exp(-(r**2) / (2 * sigma**2))
+    kernel = (g[:, None] * g[None, :]) / g.sum() ** 2  # (7, 7), sums to 1
+    padded = torch.nn.functional.pad(x.reshape(6, 1, 13, 17), (3, 3, 3, 3), mode="replicate")
+    expected = torch.nn.functional.conv2d(padded, kernel.view(1, 1, 7, 7)).reshape(x.shape)
+    torch.testing.assert_close(_gaussian_blur(x, 7, sigma), expected, rtol=1e-5, atol=1e-6)
+    stacked = torch.stack([x, 2 * x])  # any leading dimensions
+    torch.testing.assert_close(_gaussian_blur(stacked, 7, sigma)[1], 2 * expected, rtol=1e-5, atol=1e-6)
+
+
 def test_ssim_tiny_images() -> None:
     x = torch.rand(1, 1, 2, 3)
     assert float(ssim(x, x, window_size=11)) == pytest.approx(1.0, abs=1e-5)

@@ -253,3 +253,57 @@ def test_depth_branch_trains_on_whole_image_views(shard_dataset: Path, tmp_path:
     assert model.depth_net is not None
     summary = json.loads((out / "metrics.json").read_text())
     assert "depth_abs_rel" in summary["test"]
+
+
+def test_update_ema_averages_parameters_and_running_statistics() -> None:
+    from fgdepth.train import update_ema
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+    average = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1.0)
+        for p in average.parameters():
+            p.fill_(0.0)
+        model[1].running_mean.fill_(2.0)
+        model[1].num_batches_tracked.fill_(7)
+    update_ema(average, model, decay=0.5, step=1000)  # d = min(0.5, 1001 / 1010) = 0.5
+    for p in average.parameters():
+        torch.testing.assert_close(p, torch.full_like(p, 0.5))
+    torch.testing.assert_close(average[1].running_mean, torch.full((2,), 1.0))
+    assert int(average[1].num_batches_tracked) == 7  # counters are copied
+    update_ema(average, model, decay=0.99, step=0)  # warm-up: d = 1 / 10, the weights weigh 0.9
+    torch.testing.assert_close(average[0].weight, torch.full_like(average[0].weight, 0.05 + 0.9))
+    assert all(not p.requires_grad or p.grad is None for p in average.parameters())
+
+
+def test_ema_run_validates_and_exports_the_average_and_keeps_the_raw_weights(
+    shard_dataset: Path, tmp_path: Path
+) -> None:
+    """ema_decay > 0: the checkpoint carries both networks; load_model, model.safetensors and the test use the
+    average; average=False gives the raw weights; resuming a run without an average starts one."""
+    import fgdepth
+    from fgdepth.model.checkpoint import load_model
+
+    out = tmp_path / "r"
+    fit(_cfg(shard_dataset, out, max_steps=3))  # no average
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert not any(k.startswith("ema_model.") for k in state)
+    fit(_cfg(shard_dataset, out, max_steps=6, resume="last", ema_decay=0.9))
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    raw = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+    ema = {k[len("ema_model.") :]: v for k, v in state.items() if k.startswith("ema_model.")}
+    assert raw.keys() == ema.keys()
+    weight = next(k for k in raw if k.endswith("weight") and raw[k].ndim == 4)
+    assert not torch.equal(raw[weight], ema[weight])  # averaged over the three resumed steps, not a copy
+    averaged = load_model(out / "checkpoints" / "last.ckpt")
+    plain = load_model(out / "checkpoints" / "last.ckpt", average=False)
+    torch.testing.assert_close(dict(averaged.state_dict())[weight], ema[weight], rtol=0, atol=0)
+    torch.testing.assert_close(dict(plain.state_dict())[weight], raw[weight], rtol=0, atol=0)
+    exported = fgdepth.load_model(out / "model.safetensors").state_dict()[weight]
+    best = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    torch.testing.assert_close(exported, best["ema_model." + weight], rtol=0, atol=0)
+    # and back: resuming with the average switched off drops it
+    fit(_cfg(shard_dataset, out, max_steps=7, resume="last"))
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert not any(k.startswith("ema_model.") for k in state)

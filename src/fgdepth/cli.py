@@ -269,6 +269,11 @@ def train_cmd(
     max_epochs: int | None = typer.Option(None, help="Epoch limit [default: 1000]."),
     val_every: int | None = typer.Option(None, help="Validate every N steps [default: 200]."),
     weighting: str | None = typer.Option(None, help="Task weighting: fixed | uncertainty [default: fixed]."),
+    ema_decay: float | None = typer.Option(
+        None,
+        help="Validate, test and export a moving average of the weights with this decay per step, 0 = off "
+        "[default: 0].",
+    ),
     precision: str | None = typer.Option(None, help="auto | bf16-mixed | 16-mixed | 32 [default: auto]."),
     augment: bool | None = typer.Option(
         None, "--augment/--no-augment", help="Training augmentation [default: on]."
@@ -299,7 +304,7 @@ def train_cmd(
             data=None if data is None else str(data), out=None if out is None else str(out), model=model,
             source=source, size=size, infer_size=infer_size, batch_size=batch_size, lr=lr,
             max_minutes=max_minutes, max_steps=max_steps, max_epochs=max_epochs, val_every_steps=val_every,
-            weighting=weighting, precision=precision, augment=augment,
+            weighting=weighting, ema_decay=ema_decay, precision=precision, augment=augment,
             devices=int(devices) if devices is not None and devices.isdigit() else devices,
             accelerator=accelerator, strategy=strategy, num_nodes=num_nodes, num_workers=num_workers, seed=seed,
             resume=resume,

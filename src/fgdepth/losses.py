@@ -268,16 +268,19 @@ def depth_gradient_loss(
 
 
 def _gaussian_blur(x: torch.Tensor, window_size: int, sigma: float) -> torch.Tensor:
-    """Separable gaussian blur with replicate padding; (B, C, H, W) -> same shape."""
+    """Separable gaussian blur with replicate padding; (..., H, W) -> same shape.
+
+    As sums of shifted slices, not ``conv2d``: oneDNN's backward of a one-channel convolution took 2 ms for
+    (32, 1, 54, 54) on CPU, and the loss's SSIM had six of them per step."""
     half = window_size // 2
-    coords = torch.arange(window_size, dtype=x.dtype, device=x.device) - half
-    g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    b, c, h, w = x.shape
-    y = F.pad(x.reshape(b * c, 1, h, w), (half, half, half, half), mode="replicate")
-    y = F.conv2d(y, g.view(1, 1, 1, -1))
-    y = F.conv2d(y, g.view(1, 1, -1, 1))
-    return y.reshape(b, c, h, w)
+    coords = [float(i - half) for i in range(window_size)]
+    g = [math.exp(-(c * c) / (2 * sigma**2)) for c in coords]
+    g = [v / sum(g) for v in g]
+    h, w = x.shape[-2:]
+    y = F.pad(x.reshape(-1, 1, h, w), (half, half, half, half), mode="replicate")
+    y = sum(g[k] * y[..., :, k : k + w] for k in range(window_size))
+    y = sum(g[k] * y[..., k : k + h, :] for k in range(window_size))
+    return y.reshape(x.shape)
 
 
 def ssim(
@@ -306,10 +309,9 @@ def ssim(
     if rng.ndim == 1:
         rng = rng.view(-1, 1, 1, 1)
     c1, c2 = (0.01 * rng) ** 2, (0.03 * rng) ** 2
-    mx, my = _gaussian_blur(x, window_size, sigma), _gaussian_blur(y, window_size, sigma)
-    sxx = _gaussian_blur(x * x, window_size, sigma) - mx * mx
-    syy = _gaussian_blur(y * y, window_size, sigma) - my * my
-    sxy = _gaussian_blur(x * y, window_size, sigma) - mx * my
+    # the five local means in one blur of a (5, B, C, H, W) stack
+    mx, my, exx, eyy, exy = _gaussian_blur(torch.stack([x, y, x * x, y * y, x * y]), window_size, sigma)
+    sxx, syy, sxy = exx - mx * mx, eyy - my * my, exy - mx * my
     smap = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
     if reduction == "none":
         return smap

@@ -7,6 +7,7 @@ rebuilds it from a ``.ckpt`` alone.
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -63,6 +64,9 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16-mixed on CPU and GPUs that support it, else 16-mixed / 32
     channels_last: bool = True
     grad_clip: float = 1.0
+    # > 0: validate, test and export an exponential moving average of the weights (decay per step, warmed up as
+    # min(decay, (1 + step) / (10 + step))); checkpoints hold both, --resume continues both
+    ema_decay: float = 0.0
     weighting: str = "fixed"  # fixed | uncertainty
     depth_weight: float = 1.0
     # extra fgdepth.losses.MultiTaskLoss arguments (term weights), e.g. {"silog_weight": 1.0, "log_weight": 0.0}
@@ -80,6 +84,10 @@ class TrainConfig:
     val_selection: str = "val"
     test_selection: str = "test"
     log_every_steps: int = 20
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 = no average), got {self.ema_decay}")
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -254,6 +262,29 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
                 else None
             )
             self._val = M.MetricAccumulator()
+            # the average is a submodule, so checkpoints carry it (as ema_model.*) and load_model prefers it
+            self.ema_model = None
+            if train_config.get("ema_decay", 0.0) > 0:
+                self.ema_model = copy.deepcopy(self.model).requires_grad_(False)
+
+        @property
+        def eval_model(self) -> torch.nn.Module:
+            """The network that validation, tests and exports see: the average when there is one."""
+            return self.model if self.ema_model is None else self.ema_model
+
+        def on_train_batch_end(self, outputs: Any, batch: dict, batch_idx: int) -> None:
+            if self.ema_model is not None:  # after the optimiser's step
+                update_ema(self.ema_model, self.model, self.tc["ema_decay"], self.global_step)
+
+        def on_load_checkpoint(self, checkpoint: dict) -> None:
+            # resuming with the average switched on or off: start it from the weights, or drop it
+            state = checkpoint["state_dict"]
+            has_ema = any(k.startswith("ema_model.") for k in state)
+            if self.ema_model is not None and not has_ema:
+                state.update({"ema_" + k: v for k, v in list(state.items()) if k.startswith("model.")})
+            elif self.ema_model is None and has_ema:
+                for k in [k for k in state if k.startswith("ema_model.")]:
+                    del state[k]
 
         def on_train_start(self) -> None:
             # resuming with a larger step budget: the restored one-cycle schedule stretches to the new end
@@ -307,7 +338,7 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
             return losses["loss"]
 
         def _eval_step(self, batch: dict, prefix: str) -> None:
-            out, losses = self.model_step(batch)
+            out, losses = model_step(self.eval_model, self.loss_fn, batch)
             self.log(
                 f"{prefix}/loss", losses["loss"], batch_size=batch[schema.COMPOSITE].shape[0], sync_dist=True
             )
@@ -460,6 +491,20 @@ def merge_csv_logs(log_dir: Path) -> None:
         path.unlink()
 
 
+@torch.no_grad()
+def update_ema(average: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
+    """average <- d * average + (1 - d) * model for parameters, with d = min(decay, (1 + step) / (10 + step))
+    (early steps weigh more, so the average does not stay near its random start); floating-point buffers
+    (BatchNorm's running statistics) are averaged alike, others (counters) copied."""
+    d = min(decay, (1 + step) / (10 + step))
+    torch._foreach_lerp_(list(average.parameters()), [p.detach() for p in model.parameters()], 1 - d)
+    for b_avg, b in zip(average.buffers(), model.buffers(), strict=True):
+        if b_avg.is_floating_point():
+            b_avg.lerp_(b, 1 - d)
+        else:
+            b_avg.copy_(b)
+
+
 def model_step(model, loss_fn, batch: dict, training: bool = False) -> tuple[dict, dict]:
     """Outputs and losses of ``model`` (a DualUNet) on ``batch``.
 
@@ -566,7 +611,7 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     model_config = create_model(cfg.model, **overrides).config.to_dict()
     module = make_module(cfg, model_config, dm.depth_kind)
     if cfg.channels_last:
-        module.model.to(memory_format=torch.channels_last)
+        module.to(memory_format=torch.channels_last)
     ckpt_path = _resume_path(cfg, out)
     if ckpt_path and rank_zero_only.rank == 0:  # the launcher's rank (RANK, LOCAL_RANK, SLURM_PROCID, ...)
         set_aside_csv_log(out / "logs")
@@ -632,7 +677,7 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     metrics = {k.split("/", 1)[1]: float(v) for k, v in (results[0] if results else {}).items()}
     if trainer.is_global_zero:
         merge_csv_logs(out / "logs")
-        save_model(module.model, out / "model.safetensors")
+        save_model(module.eval_model, out / "model.safetensors")
         summary = {
             "test": metrics,
             "test_selection": cfg.test_selection,

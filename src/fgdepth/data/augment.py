@@ -72,10 +72,25 @@ def smooth_before_downscale(x: torch.Tensor, factor: float) -> torch.Tensor:
     return F.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)[..., :h, :w]
 
 
-def warp(x: torch.Tensor, theta: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
-    """Resample x: (B, C, H, W) through theta: (B, 2, 3) to (B, C, *size)."""
-    grid = F.affine_grid(theta.to(x.dtype), [x.shape[0], x.shape[1], *size], align_corners=False)
-    return F.grid_sample(x, grid, mode=mode, padding_mode="border", align_corners=False)
+def affine_grid(theta: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``F.affine_grid(theta, (B, C, *size), align_corners=False)``: (B, H, W, 2), as two broadcast products (its
+    batched matrix product with an inner dimension of 3 cost more than the sampling on CPU)."""
+    h, w = size
+    xs = (torch.arange(w, dtype=theta.dtype, device=theta.device) * 2 + 1) / w - 1  # pixel centres in [-1, 1]
+    ys = (torch.arange(h, dtype=theta.dtype, device=theta.device) * 2 + 1) / h - 1
+    t = theta.view(-1, 2, 3, 1, 1)
+    x, y = xs.view(1, 1, w), ys.view(1, h, 1)
+    gx = t[:, 0, 0] * x + t[:, 0, 1] * y + t[:, 0, 2]
+    gy = t[:, 1, 0] * x + t[:, 1, 1] * y + t[:, 1, 2]
+    return torch.stack([gx, gy], -1)
+
+
+def sample(x: torch.Tensor, grid: torch.Tensor, mode: str) -> torch.Tensor:
+    """x: (B, C, H, W) resampled at ``grid`` (B, h, w, 2) from :func:`affine_grid` to (B, C, h, w)."""
+    return F.grid_sample(x, grid.to(x.dtype), mode=mode, padding_mode="border", align_corners=False)
+
+
+_LABELS = (schema.MASK, schema.DEPTH, schema.DEPTH_VALID)
 
 
 def geometric(
@@ -86,16 +101,17 @@ def geometric(
     h, w = batch[schema.COMPOSITE].shape[-2:]
     factor = min(h / size[0], w / size[1]) * float(theta[:, 1, 1].mean())
     images = {k: smooth_before_downscale(batch[k], factor) for k in (schema.BACKGROUND, schema.COMPOSITE)}
-    out[schema.COMPOSITE] = warp(images[schema.COMPOSITE], theta, size, "bilinear")
-    theta_bg = theta
+    grid = affine_grid(theta.float(), size)  # one grid for the composite and the labels
+    out[schema.COMPOSITE] = sample(images[schema.COMPOSITE], grid, "bilinear")
+    grid_bg = grid
     if bg_shift_px is not None:
-        theta_bg = theta.clone()
-        theta_bg[:, 0, 2] += bg_shift_px[:, 0].to(theta.device) * 2 / w
-        theta_bg[:, 1, 2] += bg_shift_px[:, 1].to(theta.device) * 2 / h
-    out[schema.BACKGROUND] = warp(images[schema.BACKGROUND], theta_bg, size, "bilinear")
-    out[schema.MASK] = warp(batch[schema.MASK], theta, size, "nearest")
-    out[schema.DEPTH] = warp(batch[schema.DEPTH], theta, size, "nearest")
-    out[schema.DEPTH_VALID] = warp(batch[schema.DEPTH_VALID], theta, size, "nearest")
+        shift = bg_shift_px.to(grid) * torch.tensor([2 / w, 2 / h], device=grid.device)
+        grid_bg = grid + shift.view(-1, 1, 1, 2)
+    out[schema.BACKGROUND] = sample(images[schema.BACKGROUND], grid_bg, "bilinear")
+    # mask, depth and validity sampled as one (B, 3, H, W) tensor: the same nearest pixels for all three
+    labels = sample(torch.cat([batch[k].float() for k in _LABELS], 1), grid, "nearest")
+    for i, k in enumerate(_LABELS):
+        out[k] = labels[:, i : i + 1].to(batch[k].dtype)
     return out
 
 

@@ -6,7 +6,9 @@ Accepted by :func:`load_model`:
 * a ``torch.save``-d dict ``{"model_config": dict, "state_dict": ...}`` (any suffix, e.g. ``.pt``), see
   :func:`checkpoint_dict`;
 * a Lightning ``.ckpt`` whose ``hyper_parameters["model_config"]`` is the config dict and whose ``state_dict``
-  keys are prefixed ``model.`` (other keys, e.g. a loss's parameters, are ignored).
+  keys are prefixed ``model.`` (other keys, e.g. a loss's parameters, are ignored). A run with an average of its
+  weights (``TrainConfig.ema_decay``) also stores them, prefixed ``ema_model.``: those are loaded unless
+  ``average=False`` asks for the raw training weights.
 
 ``_orig_mod.`` (from ``torch.compile``) is stripped everywhere. Pickles are read with ``weights_only=True``.
 """
@@ -33,10 +35,15 @@ def _unwrap(model: nn.Module) -> DualUNet:
     return model
 
 
-def clean_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Keep the ``model.`` entries of a Lightning state dict (if any) and strip ``model.`` / ``_orig_mod.``."""
-    if any(k.startswith("model.") for k in state_dict):
-        state_dict = {k[len("model.") :]: v for k, v in state_dict.items() if k.startswith("model.")}
+EMA_PREFIX = "ema_model."
+
+
+def clean_state_dict(state_dict: dict[str, torch.Tensor], average: bool = True) -> dict[str, torch.Tensor]:
+    """The network's entries of a Lightning state dict: ``ema_model.`` (the weights' moving average) if present
+    and ``average``, else ``model.`` (if any); the prefix and ``_orig_mod.`` stripped."""
+    prefix = EMA_PREFIX if average and any(k.startswith(EMA_PREFIX) for k in state_dict) else "model."
+    if any(k.startswith(prefix) for k in state_dict):
+        state_dict = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
     return {k.replace("_orig_mod.", ""): v for k, v in state_dict.items()}
 
 
@@ -92,12 +99,15 @@ def _read_pickle(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     return dict(config), obj["state_dict"]
 
 
-def load_model(path: str | Path, strict: bool = True) -> DualUNet:
-    """Rebuild a DualUNet from a ``.safetensors``, ``.pt`` or Lightning ``.ckpt`` file, on CPU, in eval mode."""
+def load_model(path: str | Path, strict: bool = True, average: bool = True) -> DualUNet:
+    """Rebuild a DualUNet from a ``.safetensors``, ``.pt`` or Lightning ``.ckpt`` file, on CPU, in eval mode.
+
+    ``average``: a ``.ckpt`` of a run that kept a moving average of its weights gives those (what it validated
+    and tested); False gives the raw weights of its last optimiser step."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     config, state = _read_safetensors(path) if path.suffix == ".safetensors" else _read_pickle(path)
     model = DualUNet(DualUNetConfig.from_dict(config))
-    model.load_state_dict(clean_state_dict(state), strict=strict)
+    model.load_state_dict(clean_state_dict(state, average=average), strict=strict)
     return model.eval()
