@@ -82,9 +82,6 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str]
         # 223-sample selection took ~50 s of the 6 minutes (809 -> 690 steps); three of 128 samples take ~20 s
         val_every_steps=300,
         val_samples=128,
-        # a 6-minute one-cycle run learns faster at a higher peak: test IoU 0.914 -> 0.919, delta1 0.869 -> 0.872;
-        # 1,000 unseen samples 0.896 -> 0.904, 0.839 -> 0.849 (README "W")
-        lr=5e-3,
     )
     log(f"[2/4] training {cfg.model} for {cfg.train_minutes} min -> {run}")
     fit(tcfg)
