@@ -275,7 +275,8 @@ def _gaussian_blur(x: torch.Tensor, window_size: int, sigma: float) -> torch.Ten
     half = window_size // 2
     coords = [float(i - half) for i in range(window_size)]
     g = [math.exp(-(c * c) / (2 * sigma**2)) for c in coords]
-    g = [v / sum(g) for v in g]
+    total = sum(g)
+    g = [v / total for v in g]
     h, w = x.shape[-2:]
     y = F.pad(x.reshape(-1, 1, h, w), (half, half, half, half), mode="replicate")
     y = sum(g[k] * y[..., :, k : k + w] for k in range(window_size))

@@ -33,6 +33,7 @@ from fgdepth.data.reader import (
     read_manifest,
 )
 from fgdepth.losses import resize_mask
+from fgdepth.model.checkpoint import EMA_PREFIX
 from fgdepth.model.dual_unet import join_depth_layers
 from fgdepth.predict import run_input_size
 
@@ -279,11 +280,17 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
         def on_load_checkpoint(self, checkpoint: dict) -> None:
             # resuming with the average switched on or off: start it from the weights, or drop it
             state = checkpoint["state_dict"]
-            has_ema = any(k.startswith("ema_model.") for k in state)
+            has_ema = any(k.startswith(EMA_PREFIX) for k in state)
             if self.ema_model is not None and not has_ema:
-                state.update({"ema_" + k: v for k, v in list(state.items()) if k.startswith("model.")})
+                state.update(
+                    {
+                        EMA_PREFIX + k[len("model.") :]: v
+                        for k, v in list(state.items())
+                        if k.startswith("model.")
+                    }
+                )
             elif self.ema_model is None and has_ema:
-                for k in [k for k in state if k.startswith("ema_model.")]:
+                for k in [k for k in state if k.startswith(EMA_PREFIX)]:
                     del state[k]
 
         def on_train_start(self) -> None:
