@@ -5,6 +5,10 @@ quiet machine for figures to quote). Target: ``tiny`` under 15 ms per pair at 19
 
     python benchmarks/inference.py                      # tiny and small, 192 px, batch 1 and 16
     python benchmarks/inference.py --preset base --json out.json
+    python benchmarks/inference.py --device cuda --preset base --batch 1 --batch 64   # fp32, bf16, fp16 on a GPU
+
+On CUDA the PyTorch engines run on the GPU (times after ``torch.cuda.synchronize``) and onnxruntime is left out
+(its CPU provider would be timed on the GPU machine's CPU).
 """
 
 from __future__ import annotations
@@ -21,48 +25,66 @@ import torch
 from fgdepth.model import count_parameters, create_model
 
 
-def best_time(fn: Callable[[], object], repeats: int) -> float:
+def best_time(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
     fn()
+    sync()
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
+        sync()
         best = min(best, time.perf_counter() - t)
     return best
 
 
 def bench_preset(
-    preset: str, size: int, batches: list[int], repeats: int, onnx_dir: Path, overrides: dict | None = None
+    preset: str,
+    size: int,
+    batches: list[int],
+    repeats: int,
+    onnx_dir: Path,
+    overrides: dict | None = None,
+    device: str = "cpu",
 ) -> list[dict]:
     model = create_model(preset, **(overrides or {})).eval().to(memory_format=torch.channels_last)
+    dev_type = torch.device(device).type
     rows = []
     runner = None
-    try:
-        from fgdepth.export import OnnxRunner, export_onnx
+    if dev_type == "cpu":
+        try:
+            from fgdepth.export import OnnxRunner, export_onnx
 
-        path = onnx_dir / f"{preset}.onnx"
-        export_onnx(model, path, size=size)
-        runner = OnnxRunner(path)
-    except ImportError as e:
-        print(f"onnxruntime skipped: {e}")
+            path = onnx_dir / f"{preset}.onnx"
+            export_onnx(model, path, size=size)
+            runner = OnnxRunner(path)
+        except ImportError as e:
+            print(f"onnxruntime skipped: {e}")
+    model = model.to(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if dev_type == "cuda" else (lambda: None)
     for batch in batches:
         bg = torch.rand(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
         comp = torch.rand(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
         reps = max(3, repeats // max(1, batch // 4))
+        bg_dev, comp_dev = bg.to(device), comp.to(device)
 
-        def torch_call(bf16: bool, bg: torch.Tensor = bg, comp: torch.Tensor = comp) -> None:
-            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        def torch_call(dtype: torch.dtype, bg: torch.Tensor = bg_dev, comp: torch.Tensor = comp_dev) -> None:
+            with (
+                torch.inference_mode(),
+                torch.autocast(dev_type, dtype=dtype, enabled=dtype != torch.float32),
+            ):
                 model(bg, comp)
 
         engines: dict[str, Callable[[], object]] = {
-            "torch_fp32": lambda: torch_call(False),
-            "torch_bf16": lambda: torch_call(True),
+            "torch_fp32": lambda: torch_call(torch.float32),
+            "torch_bf16": lambda: torch_call(torch.bfloat16),
         }
+        if dev_type == "cuda":
+            engines["torch_fp16"] = lambda: torch_call(torch.float16)
         if runner is not None:
             bg_np, comp_np = bg.contiguous().numpy(), comp.contiguous().numpy()
             engines["onnxruntime"] = lambda r=runner, a=bg_np, b=comp_np: r(a, b)
         for engine, fn in engines.items():
-            ms = best_time(fn, reps) * 1e3 / batch
+            ms = best_time(fn, reps, sync) * 1e3 / batch
             rows.append(
                 {
                     "preset": preset,
@@ -70,6 +92,7 @@ def bench_preset(
                     "size": size,
                     "batch": batch,
                     "engine": engine,
+                    "device": device,
                     "ms_per_pair": round(ms, 2),
                 }
             )
@@ -91,18 +114,31 @@ def main() -> None:
         default=None,
         help="override the preset's mask_scale (tiny: 1.6; 1 = as is)",
     )
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (PyTorch engines)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    where = (
+        torch.cuda.get_device_name(args.device)
+        if args.device.startswith("cuda")
+        else f"{torch.get_num_threads()} threads"
+    )
+    print(f"torch {torch.__version__}, {args.device}: {where}")
     print(f"{'preset':<7} {'size':>5} {'batch':>5} {'engine':<12} {'ms/pair':>8}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.preset or ["tiny", "small"]:
             overrides = {} if args.mask_scale is None else {"mask_scale": args.mask_scale}
-            rows += bench_preset(preset, args.size, args.batch or [1, 16], args.repeats, Path(tmp), overrides)
+            rows += bench_preset(
+                preset, args.size, args.batch or [1, 16], args.repeats, Path(tmp), overrides, args.device
+            )
     if args.json:
-        meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "best_of": args.repeats}
+        meta = {
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "device": where,
+            "best_of": args.repeats,
+        }
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "rows": rows}, f, indent=2)
 

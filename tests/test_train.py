@@ -307,3 +307,38 @@ def test_ema_run_validates_and_exports_the_average_and_keeps_the_raw_weights(
     fit(_cfg(shard_dataset, out, max_steps=7, resume="last"))
     state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     assert not any(k.startswith("ema_model.") for k in state)
+
+
+def test_memory_source_fetches_whole_batches_equal_to_sample_by_sample(shard_dataset: Path) -> None:
+    """The DataLoader fetches a memory-cached batch in one gather (uint8 images, made float after transfer): the
+    same batch as fetching and stacking the samples one by one."""
+    from torch.utils.data import DataLoader, Subset
+
+    from fgdepth.data import schema
+    from fgdepth.data.reader import collate
+    from fgdepth.train import MemoryDataset, _source_dataset, images_to_float
+
+    ds = _source_dataset(_cfg(shard_dataset, Path("unused")), "train", train=True)
+    assert isinstance(ds, MemoryDataset) and len(ds) >= 5
+    idx = [4, 0, 3, 1]
+    for source in (ds, Subset(ds, list(range(len(ds))))):  # validation subsets delegate the batched fetch
+        batch = next(iter(DataLoader(source, batch_size=4, sampler=idx, collate_fn=collate)))
+        assert batch[schema.COMPOSITE].dtype == torch.uint8
+        one_by_one = collate([ds[i] for i in idx])
+        got = images_to_float(batch)
+        assert got[schema.KEY] == one_by_one[schema.KEY]
+        for k in schema.BATCH_KEYS:
+            torch.testing.assert_close(got[k], one_by_one[k], rtol=0, atol=0)
+
+
+def test_validation_cadence_follows_val_every_across_epochs() -> None:
+    """Within an epoch when it is longer than --val-every, else every k-th epoch end (k rounded): a 1000-step
+    cadence on 119-step epochs validates every 8 epochs, not every epoch."""
+    from fgdepth.train import _validation_cadence
+
+    assert _validation_cadence(300, 478) == {"val_check_interval": 300, "check_val_every_n_epoch": None}
+    assert _validation_cadence(1000, 119) == {"val_check_interval": 1.0, "check_val_every_n_epoch": 8}
+    assert _validation_cadence(119, 119) == {"val_check_interval": 1.0, "check_val_every_n_epoch": 1}
+    assert _validation_cadence(50, 119)["val_check_interval"] == 50
+    assert _validation_cadence(10, 200)["check_val_every_n_epoch"] is None
+    assert _validation_cadence(150, 119)["check_val_every_n_epoch"] == 1

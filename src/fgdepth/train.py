@@ -145,6 +145,32 @@ class MemoryDataset(Dataset):
             schema.KEY: self.keys[i],
         }
 
+    def __getitems__(self, indices: list[int]) -> dict:
+        """A whole batch by one gather per array (the DataLoader's batched fetch; ``collate`` passes it on), with
+        the images left uint8: the training module makes them float on the batch's device (:func:`images_to_float`).
+        Per-sample fetches and stacking took 110-175 ms per 128 pairs at 160 px on 2 cores, this takes 8 ms, and a
+        GPU receives a quarter of the bytes."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        depth = self.depth[idx]
+        return {
+            schema.BACKGROUND: self.background[idx],
+            schema.COMPOSITE: self.composite[idx],
+            schema.MASK: self.mask[idx].float(),
+            schema.DEPTH: depth,
+            schema.DEPTH_VALID: (depth > 0).float(),
+            schema.FOCAL: self.focal[idx],
+            schema.KEY: [self.keys[i] for i in indices],
+        }
+
+
+def images_to_float(batch: dict) -> dict:
+    """The batch with uint8 images (a :class:`MemoryDataset` batch) as float32 in [0, 1]; float images as they are."""
+    out = dict(batch)
+    for key in (schema.BACKGROUND, schema.COMPOSITE):
+        if out[key].dtype == torch.uint8:
+            out[key] = out[key].float().div_(255)
+    return out
+
 
 def _source_dataset(cfg: TrainConfig, selection: str, train: bool) -> Dataset:
     root = Path(cfg.data)
@@ -311,6 +337,7 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
             return self.model(background, composite, focal=focal)
 
         def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+            batch = images_to_float(batch)
             size = run_input_size(self.tc)
             view = None
             if self.trainer.training and self.tc["augment"]:
@@ -641,8 +668,7 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
         if cfg.max_minutes
         else None,
         gradient_clip_val=cfg.grad_clip or None,
-        val_check_interval=min(cfg.val_every_steps, steps_per_epoch),
-        check_val_every_n_epoch=None if cfg.val_every_steps < steps_per_epoch else 1,
+        **_validation_cadence(cfg.val_every_steps, steps_per_epoch),
         log_every_n_steps=cfg.log_every_steps,
         callbacks=[best, LearningRateMonitor("step")],
         logger=[
@@ -696,6 +722,18 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
         }
         (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     return metrics
+
+
+def _validation_cadence(val_every_steps: int, steps_per_epoch: int) -> dict[str, Any]:
+    """Lightning's arguments for validating every ``val_every_steps`` steps: inside an epoch when it is shorter
+    than one, else at the end of every k-th epoch, k = the nearest whole number of epochs (a GPU run at batch 128
+    of the demo's world has 119-step epochs: validating each one spent its time on validation)."""
+    if val_every_steps < steps_per_epoch:
+        return {"val_check_interval": val_every_steps, "check_val_every_n_epoch": None}
+    return {
+        "val_check_interval": 1.0,
+        "check_val_every_n_epoch": max(1, round(val_every_steps / steps_per_epoch)),
+    }
 
 
 def _resume_path(cfg: TrainConfig, out: Path) -> str | None:

@@ -390,8 +390,10 @@ def open_dataset(root: str | Path, selection: str = "all", **kwargs) -> Dataset:
     return FolderDataset(root, selection, **kwargs)
 
 
-def collate(samples: list[dict]) -> dict:
-    """Stack tensors; keep keys as a list of strings."""
+def collate(samples: list[dict] | dict) -> dict:
+    """Stack tensors; keep keys as a list of strings. A batch a dataset fetched whole (``__getitems__``) passes."""
+    if isinstance(samples, dict):
+        return samples
     out = {k: torch.stack([s[k] for s in samples]) for k in schema.BATCH_KEYS}
     out[schema.KEY] = [s[schema.KEY] for s in samples]
     return out
