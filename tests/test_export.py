@@ -89,3 +89,38 @@ def test_scaled_views_export_with_dynamic_sizes(tmp_path: Path, overrides: dict)
     model = create_model("tiny", depth_branch=branch, **overrides)
     report = export_onnx(model, tmp_path / "scaled.onnx", size=64)
     assert report["max_abs_diff"] <= 1e-4
+
+
+def test_mask_scale_is_chosen_at_load_and_export(model_file: Path, tmp_path: Path) -> None:
+    """--mask-scale: the same weights with the mask network on a smaller (faster) enlargement; ONNX keeps the one
+    it was exported with, and the ONNX predictor refuses a second one."""
+    from typer.testing import CliRunner
+
+    from fgdepth.cli import app
+    from fgdepth.model.checkpoint import load_model
+    from fgdepth.predict import Predictor
+
+    own, lower = load_model(model_file), load_model(model_file, mask_scale=1.0)
+    assert (own.config.mask_scale, lower.config.mask_scale) == (1.6, 1.0)
+    for (k, a), b in zip(own.state_dict().items(), lower.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    bg, comp = torch.rand(1, 3, 48, 64), torch.rand(1, 3, 48, 64)
+    with torch.no_grad():
+        out_own, out_lower = own(bg, comp), lower(bg, comp)
+    assert out_own[MASK_LOGITS].shape == out_lower[MASK_LOGITS].shape == (1, 1, 48, 64)
+    assert not torch.allclose(out_own[MASK_LOGITS], out_lower[MASK_LOGITS])
+
+    onnx_path = tmp_path / "m1.onnx"
+    res = CliRunner().invoke(
+        app, ["export", "-c", str(model_file), "-o", str(onnx_path), "--size", "48", "--mask-scale", "1.0"]
+    )
+    assert res.exit_code == 0, res.output
+    got = OnnxRunner(onnx_path)(bg.numpy(), comp.numpy())
+    np.testing.assert_allclose(got[MASK_LOGITS], out_lower[MASK_LOGITS].numpy(), atol=1e-4)
+    with pytest.raises(ValueError, match="fixed at export"):
+        Predictor.load(onnx=onnx_path, mask_scale=1.3)
+    res = CliRunner().invoke(
+        app, ["export", "-c", str(model_file), "-o", str(tmp_path / "x.onnx"), "--mask-scale", "9"]
+    )
+    assert res.exit_code != 0 and "mask_scale must be in [0.25, 4]" in res.output
+    assert not (tmp_path / "x.onnx").exists()

@@ -210,6 +210,7 @@ def evaluate(
     hfov: float | None = None,
     intrinsics: bool = True,
     flip_tta: bool = False,
+    mask_scale: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint (or an ONNX model: ``checkpoint=None, onnx=path``) on ``data``.
 
@@ -226,6 +227,7 @@ def evaluate(
             procedural world records them), the canonical camera where none is recorded. ``camera`` in the
             result says which: ``hfov <deg>``, ``intrinsics`` or ``canonical``.
         flip_tta: predict each pair and its mirror image and average (test-time augmentation, 2x the compute).
+        mask_scale: the mask network's input enlargement in place of the checkpoint's (:func:`fgdepth.load_model`).
 
     Returns:
         ``{mask_iou, mask_f1, depth_abs_rel, depth_rmse, depth_delta1, baseline_mask_iou, num_samples,
@@ -245,6 +247,7 @@ def evaluate(
         default_size=info["size"],
         hfov=hfov,
         flip_tta=flip_tta,
+        mask_scale=mask_scale,
     )
     if info["fgdepth"]:
         schema.selection_groups(selection)  # raises naming the valid selections
@@ -263,6 +266,7 @@ def evaluate(
         size=predictor.size,
         camera=f"hfov {hfov:g}" if hfov is not None else ("intrinsics" if use_intrinsics else "canonical"),
         flip_tta=flip_tta,
+        mask_scale=predictor.model.config.mask_scale if predictor.model is not None else None,
     )
     if per_sample:
         out["per_sample"] = rows

@@ -149,11 +149,18 @@ class Predictor:
         default_size: int | None = None,
         hfov: float | None = None,
         flip_tta: bool = False,
+        mask_scale: float | None = None,
     ) -> Predictor:
         """From a checkpoint (``.safetensors`` / ``.pt`` / ``.ckpt``) or an ``.onnx`` file. ``size`` defaults to
-        the checkpoint's training size (:func:`checkpoint_train_size`), else ``default_size``, else 192."""
+        the checkpoint's training size (:func:`checkpoint_train_size`), else ``default_size``, else 192.
+        ``mask_scale``: the mask network's input enlargement in place of the checkpoint's (see
+        :func:`fgdepth.load_model`); an ONNX model has its own built in (``fgdepth export --mask-scale``)."""
         if (checkpoint is None) == (onnx is None):
             raise ValueError("give exactly one of a checkpoint or an ONNX model")
+        if onnx is not None and mask_scale is not None:
+            raise ValueError(
+                f"{onnx}: an ONNX model's mask scale is fixed at export (fgdepth export --mask-scale)"
+            )
         trained = checkpoint_train_size(checkpoint) if checkpoint else None
         if size is not None and trained is not None and size != trained:
             # a network judges distance partly by apparent size in pixels: tiny trained at 160 px gave test delta1
@@ -174,7 +181,7 @@ class Predictor:
             return cls(onnx=OnnxRunner(onnx), name=str(onnx), **common)
         from fgdepth.model.checkpoint import load_model
 
-        model = load_model(checkpoint).to(device)
+        model = load_model(checkpoint, mask_scale=mask_scale).to(device)
         return cls(model=model, device=device, name=str(checkpoint), **common)
 
     def _run(
@@ -417,18 +424,27 @@ def predict(
     device: str = "cpu",
     hfov: float | None = None,
     flip_tta: bool = False,
+    mask_scale: float | None = None,
 ) -> dict[str, object]:
     """Predict one image, a folder of images or a video (exactly one of ``image`` / ``images`` / ``video``)
     against the empty-scene ``background`` with a checkpoint or an ONNX model; write the outputs under ``out``.
     ``hfov``: the camera's horizontal field of view in degrees, for models with a canonical camera (without it,
     depth is as through the canonical camera). ``flip_tta``: average with the mirror image's prediction.
+    ``mask_scale``: the mask network's input enlargement in place of the checkpoint's (:func:`fgdepth.load_model`).
 
     Returns a summary ``{"model", "size", "outputs": [...]}`` (also written to ``out/predict.json``).
     """
     if sum(x is not None for x in (image, images, video)) != 1:
         raise ValueError("give exactly one of image, images or video")
     predictor = Predictor.load(
-        checkpoint, onnx, size=size, batch_size=batch_size, device=device, hfov=hfov, flip_tta=flip_tta
+        checkpoint,
+        onnx,
+        size=size,
+        batch_size=batch_size,
+        device=device,
+        hfov=hfov,
+        flip_tta=flip_tta,
+        mask_scale=mask_scale,
     )
     bg_path = Path(background)
     if not bg_path.is_file():

@@ -99,15 +99,22 @@ def _read_pickle(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     return dict(config), obj["state_dict"]
 
 
-def load_model(path: str | Path, strict: bool = True, average: bool = True) -> DualUNet:
+def load_model(
+    path: str | Path, strict: bool = True, average: bool = True, mask_scale: float | None = None
+) -> DualUNet:
     """Rebuild a DualUNet from a ``.safetensors``, ``.pt`` or Lightning ``.ckpt`` file, on CPU, in eval mode.
 
     ``average``: a ``.ckpt`` of a run that kept a moving average of its weights gives those (what it validated
-    and tested); False gives the raw weights of its last optimiser step."""
+    and tested); False gives the raw weights of its last optimiser step.
+    ``mask_scale``: run the mask network on whole inputs enlarged by this factor in place of the checkpoint's own
+    (:class:`DualUNetConfig`; an inference-time choice, the weights are the same): lower is faster, higher gives
+    small people finer outlines."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     config, state = _read_safetensors(path) if path.suffix == ".safetensors" else _read_pickle(path)
+    if mask_scale is not None:
+        config = {**config, "mask_scale": float(mask_scale)}
     model = DualUNet(DualUNetConfig.from_dict(config))
     model.load_state_dict(clean_state_dict(state, average=average), strict=strict)
     return model.eval()
