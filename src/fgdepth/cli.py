@@ -333,6 +333,12 @@ def _device(name: str) -> str:
     return name
 
 
+_MASK_SCALE_HELP = (
+    "The mask network's input enlargement in place of the checkpoint's (tiny: 1.6): lower is faster, higher "
+    "gives small people finer outlines."
+)
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     checkpoint: Path | None = typer.Option(
@@ -358,11 +364,7 @@ def evaluate_cmd(
         help="Use each sample's recorded camera (procedural datasets record it) when --hfov is not given.",
     ),
     tta: bool = typer.Option(False, "--tta", help="Average with the mirror image's prediction (2x compute)."),
-    mask_scale: float | None = typer.Option(
-        None,
-        help="The mask network's input enlargement in place of the checkpoint's (tiny: 1.6): lower is faster, "
-        "higher gives small people finer outlines.",
-    ),
+    mask_scale: float | None = typer.Option(None, help=_MASK_SCALE_HELP),
 ) -> None:
     """Evaluate a model against the classical baseline: prints a table, writes JSON / CSV."""
     from fgdepth.evaluate import evaluate, table_lines, write_csv, write_json
@@ -409,11 +411,7 @@ def predict_cmd(
         "camera (without it, depth as through that camera).",
     ),
     tta: bool = typer.Option(False, "--tta", help="Average with the mirror image's prediction (2x compute)."),
-    mask_scale: float | None = typer.Option(
-        None,
-        help="The mask network's input enlargement in place of the checkpoint's (tiny: 1.6): lower is faster, "
-        "higher gives small people finer outlines.",
-    ),
+    mask_scale: float | None = typer.Option(None, help=_MASK_SCALE_HELP),
 ) -> None:
     """Masks (0/255 PNG), depth (uint16 mm PNG), colour depth and overlays for images or a video."""
     from fgdepth.predict import predict
@@ -461,11 +459,7 @@ def export_cmd(
     out: Path = typer.Option(Path("model.onnx"), "--out", "-o", help="ONNX file to write."),
     size: int = typer.Option(192, help="Export / check size (batch and size stay dynamic)."),
     opset: int = typer.Option(17, help="ONNX opset."),
-    mask_scale: float | None = typer.Option(
-        None,
-        help="The mask network's input enlargement in place of the checkpoint's (tiny: 1.6): lower is faster, "
-        "higher gives small people finer outlines.",
-    ),
+    mask_scale: float | None = typer.Option(None, help=_MASK_SCALE_HELP),
 ) -> None:
     """Export to ONNX (inputs background/composite, outputs mask_logits/depth), checked with onnxruntime."""
     from fgdepth.export import export_onnx

@@ -148,7 +148,7 @@ class MemoryDataset(Dataset):
     def __getitems__(self, indices: list[int]) -> dict:
         """A whole batch by one gather per array (the DataLoader's batched fetch; ``collate`` passes it on), with
         the images left uint8: the training module makes them float on the batch's device (:func:`images_to_float`).
-        Per-sample fetches and stacking took 110-175 ms per 128 pairs at 160 px on 2 cores, this takes 8 ms, and a
+        Per-sample fetches and stacking took 67-175 ms per 128 pairs at 160 px on 2 cores, this takes 8 ms, and a
         GPU receives a quarter of the bytes."""
         idx = torch.as_tensor(indices, dtype=torch.long)
         depth = self.depth[idx]
