@@ -125,16 +125,17 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
+    on_cuda = args.device.startswith("cuda")
     where = (
         torch.cuda.get_device_name(args.device)
-        if args.device.startswith("cuda")
+        if on_cuda
         else f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
     )
     print(f"torch {torch.__version__}, {args.device}: {where}")
     print(f"{'preset':<7} {'params':>8} {'size':>5} {'batch':>5} {'dtype':>5} {'chl':>4} {'img/s':>8}")
+    modes = args.modes.split(",") if args.modes else CUDA_MODES if on_cuda else CPU_MODES
     for case in args.case or DEFAULT_CASES:
         preset, size, batch = case.split(":")
-        modes = args.modes.split(",") if args.modes else CUDA_MODES if "cuda" in args.device else CPU_MODES
         for mode in modes:
             if mode not in MODES:
                 raise SystemExit(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")

@@ -133,38 +133,33 @@ class MemoryDataset(Dataset):
     def __len__(self) -> int:
         return len(self.keys)
 
-    def __getitem__(self, i: int) -> dict:
-        depth = self.depth[i]
+    def _take(self, index: int | torch.Tensor) -> dict:
+        """The arrays at ``index`` (an int: one sample; a tensor of indices: a batch), images as stored (uint8)."""
+        depth = self.depth[index]
         return {
-            schema.BACKGROUND: self.background[i].float() / 255,
-            schema.COMPOSITE: self.composite[i].float() / 255,
-            schema.MASK: self.mask[i].float(),
+            schema.BACKGROUND: self.background[index],
+            schema.COMPOSITE: self.composite[index],
+            schema.MASK: self.mask[index].float(),
             schema.DEPTH: depth,
             schema.DEPTH_VALID: (depth > 0).float(),
-            schema.FOCAL: self.focal[i],
-            schema.KEY: self.keys[i],
+            schema.FOCAL: self.focal[index],
         }
+
+    def __getitem__(self, i: int) -> dict:
+        return images_to_float({**self._take(i), schema.KEY: self.keys[i]})
 
     def __getitems__(self, indices: list[int]) -> dict:
         """A whole batch by one gather per array (the DataLoader's batched fetch; ``collate`` passes it on), with
         the images left uint8: the training module makes them float on the batch's device (:func:`images_to_float`).
         Per-sample fetches and stacking took 67-175 ms per 128 pairs at 160 px on 2 cores, this takes 8 ms, and a
         GPU receives a quarter of the bytes."""
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        depth = self.depth[idx]
-        return {
-            schema.BACKGROUND: self.background[idx],
-            schema.COMPOSITE: self.composite[idx],
-            schema.MASK: self.mask[idx].float(),
-            schema.DEPTH: depth,
-            schema.DEPTH_VALID: (depth > 0).float(),
-            schema.FOCAL: self.focal[idx],
-            schema.KEY: [self.keys[i] for i in indices],
-        }
+        batch = self._take(torch.as_tensor(indices, dtype=torch.long))
+        return {**batch, schema.KEY: [self.keys[i] for i in indices]}
 
 
 def images_to_float(batch: dict) -> dict:
-    """The batch with uint8 images (a :class:`MemoryDataset` batch) as float32 in [0, 1]; float images as they are."""
+    """The batch (or sample) with uint8 images (from a :class:`MemoryDataset`) as float32 in [0, 1]; float images
+    as they are."""
     out = dict(batch)
     for key in (schema.BACKGROUND, schema.COMPOSITE):
         if out[key].dtype == torch.uint8:
