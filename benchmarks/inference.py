@@ -112,7 +112,7 @@ def main() -> None:
         "--mask-scale",
         type=float,
         default=None,
-        help="override the preset's mask_scale (tiny: 1.6; 1 = as is)",
+        help="override the preset's mask_scale (tiny: 1.4; 1 = as is)",
     )
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (PyTorch engines)")
     args = ap.parse_args()

@@ -334,7 +334,7 @@ def _device(name: str) -> str:
 
 
 _MASK_SCALE_HELP = (
-    "The mask network's input enlargement in place of the checkpoint's (tiny: 1.6): lower is faster, higher "
+    "The mask network's input enlargement in place of the checkpoint's (tiny: 1.4): lower is faster, higher "
     "gives small people finer outlines."
 )
 
