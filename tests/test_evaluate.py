@@ -104,9 +104,8 @@ def test_evaluate_reference_folder(model_file: Path, ref_folder: Path) -> None:
     sizes = {(r["height"], r["width"]) for r in res["per_sample"]}
     assert sizes == set(REF_SIZES)  # scored at the ground truth's resolution
     assert evaluate(model_file, ref_folder, limit=2, size=64)["num_samples"] == 2
-    assert (
-        res["mask_scale"] == model_config("tiny").mask_scale
-    )  # the checkpoint's own; --mask-scale chooses another
+    # the checkpoint's own; --mask-scale chooses another
+    assert res["mask_scale"] == model_config("tiny").mask_scale
     lower = evaluate(model_file, ref_folder, size=64, mask_scale=1.0)
     assert lower["mask_scale"] == 1.0  # its effect on the outputs: test_export
 

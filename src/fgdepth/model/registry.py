@@ -49,9 +49,9 @@ _PRESETS: dict[str, dict[str, Any]] = {
     #
     # The mask network sees whole inputs enlarged 1.4x (trained on crops at the input's scale): test IoU 0.901 ->
     # 0.911, 1,000 unseen samples 0.885 -> 0.893, for 2x its inference compute. 1.6x gained 0.001-0.003 more
-    # (0.913 / 0.896 on the demo's model) at 1.3x the latency: onnxruntime, 192 px, batch 1, 18.5-18.9 ms against
-    # 13.9-14.3 side by side (README "Results", Y); ``--mask-scale 1.6`` at inference still gives it, and is worth 0.01 IoU
-    # for a model of a 224 px world (0.941 -> 0.952, one 1-hour model).
+    # (0.913 / 0.896 on the demo's model) at 1.3x the latency: onnxruntime, 192 px, batch 1, 18.5-18.9 ms
+    # against 13.9-14.3 side by side (README "Results", Y). ``--mask-scale 1.6`` at inference still gives it,
+    # and is worth 0.01 IoU for a model of a 224 px world (0.941 -> 0.952, one 1-hour model).
     "tiny": {
         "refine_channels": 8,
         "fusion": "concat",
