@@ -16,6 +16,7 @@ from fgdepth.data.augment import (
     affine_grid,
     geometric,
     jpeg_simulate,
+    mask_centroid,
     random_crop_theta,
 )
 
@@ -91,6 +92,53 @@ def test_crop_fraction_keeps_the_scale(fraction, jitter):
     # the window stays inside the image: |translation| + side <= 1
     assert float((theta[:, 0, 2].abs() + side).max()) <= 1 + 1e-6
     assert float((theta[:, 1, 2].abs() + theta[:, 1, 1]).max()) <= 1 + 1e-6
+
+
+def test_mask_centroid_in_normalised_coordinates():
+    mask = torch.zeros(3, 1, 10, 20)
+    mask[0, 0, 0:2, 0:4] = 1  # the top-left corner: pixel centres x 0.5-3.5 of 20, y 0.5-1.5 of 10
+    mask[2, 0, 5, 19] = 1
+    c = mask_centroid(mask)
+    assert torch.allclose(c[0], torch.tensor([2 / 20 * 2 - 1, 1 / 10 * 2 - 1]))
+    assert c[1].isnan().all()  # empty mask
+    assert torch.allclose(c[2], torch.tensor([19.5 / 20 * 2 - 1, 5.5 / 10 * 2 - 1]))
+
+
+@pytest.mark.parametrize("corner", [(-0.95, -0.95), (0.95, 0.9), (0.0, 0.3)])
+def test_person_crops_hold_the_focus_and_stay_inside(corner):
+    n, fraction = 500, 0.4
+    focus = torch.tensor(corner).expand(n, 2).clone()
+    focus[::10] = float("nan")  # no person: a crop anywhere
+    theta = random_crop_theta(
+        n, torch.Generator().manual_seed(0), crop_fraction=fraction, focus=focus, focus_p=1.0
+    )
+    sx, sy, tx, ty = theta[:, 0, 0].abs(), theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2]
+    assert float((tx.abs() + sx).max()) <= 1 + 1e-6 and float((ty.abs() + sy).max()) <= 1 + 1e-6
+    with_focus = ~focus.isnan().any(1)
+    held = ((focus[:, 0] - tx).abs() <= sx) & ((focus[:, 1] - ty).abs() <= sy)
+    assert bool(held[with_focus].all())
+    # without a focus (or with focus_p 0) a 0.4 crop holds a given point far less often
+    free = random_crop_theta(n, torch.Generator().manual_seed(0), crop_fraction=fraction)
+    held_free = ((focus[:, 0] - free[:, 0, 2]).abs() <= free[:, 0, 0].abs()) & (
+        (focus[:, 1] - free[:, 1, 2]).abs() <= free[:, 1, 1]
+    )
+    assert float(held_free[with_focus].float().mean()) < 0.6
+    # the other draws (zoom, flip) do not depend on the focus
+    assert torch.equal(theta[:, 0, 0], free[:, 0, 0]) and torch.equal(theta[:, 1, 1], free[:, 1, 1])
+
+
+def test_batch_augment_centres_crops_on_the_person():
+    b, size = 64, 80
+    batch = _blocky_batch(b=b, h=size, w=size)
+    batch[schema.MASK] = torch.zeros(b, 1, size, size)
+    batch[schema.MASK][:, :, 60:72, 6:14] = 1  # a small person near the bottom-left corner
+    seen = {}
+    for p in (0.0, 1.0):
+        cfg = AugmentConfig(size=24, crop_fraction=0.3, person_crop_p=p, bg_shift_px=0.0)
+        out = BatchAugment(cfg)(batch, torch.Generator().manual_seed(1))
+        seen[p] = float((out[schema.MASK].flatten(1).sum(1) > 0).float().mean())
+    assert seen[1.0] == 1.0
+    assert seen[0.0] < 0.5
 
 
 def test_batch_augment_is_seeded_and_changes_only_the_images_photometrically():

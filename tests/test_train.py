@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -253,6 +254,22 @@ def test_depth_branch_trains_on_whole_image_views(shard_dataset: Path, tmp_path:
     assert model.depth_net is not None
     summary = json.loads((out / "metrics.json").read_text())
     assert "depth_abs_rel" in summary["test"]
+    # the gradients' norms before clipping, the whole model's and the branch's share of it
+    with open(out / "logs" / "metrics.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/grad_norm")]
+    assert rows
+    for r in rows:
+        total, depth = float(r["train/grad_norm"]), float(r["train/grad_norm_depth"])
+        assert 0 < depth <= total < float("inf")
+
+
+def test_gradient_norm_joins_the_parameters_with_gradients() -> None:
+    from fgdepth.train import gradient_norm
+
+    a, b, c = (torch.zeros(1, requires_grad=True) for _ in range(3))
+    a.grad, b.grad = torch.tensor([3.0]), torch.tensor([4.0])  # c has none
+    assert gradient_norm([a, b, c]) == pytest.approx(5.0)
+    assert gradient_norm([c]) == 0.0
 
 
 def test_update_ema_averages_parameters_and_running_statistics() -> None:

@@ -294,6 +294,16 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
             """The network that validation, tests and exports see: the average when there is one."""
             return self.model if self.ema_model is None else self.ema_model
 
+        def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+            # before clipping (Lightning clips after this hook): how often grad_clip acts, and on which network
+            if self.global_step % self.tc["log_every_steps"]:
+                return
+            norms = {"grad_norm": gradient_norm(self.model.parameters())}
+            if self.model.depth_net is not None:
+                norms["grad_norm_depth"] = gradient_norm(self.model.depth_net.parameters())
+            for k, v in norms.items():
+                self.log(f"train/{k}", v)
+
         def on_train_batch_end(self, outputs: Any, batch: dict, batch_idx: int) -> None:
             if self.ema_model is not None:  # after the optimiser's step
                 update_ema(self.ema_model, self.model, self.tc["ema_decay"], self.global_step)
@@ -431,6 +441,12 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     return FgDepthModule(model_config, to_dict_any(cfg), depth_kind)
+
+
+def gradient_norm(parameters) -> float:
+    """The L2 norm of the gradients of ``parameters`` together (those without one are skipped)."""
+    grads = [p.grad.detach().float().norm() for p in parameters if p.grad is not None]
+    return float(torch.stack(grads).norm()) if grads else 0.0
 
 
 class TimeBudgetOneCycle(torch.optim.lr_scheduler.LRScheduler):
@@ -576,6 +592,7 @@ def depth_view_augment_config(train_config: dict, depth_scale: float) -> Augment
     ``depth_scale`` times the run's input size; the photometric settings of the run."""
     extra = dict(train_config.get("augment_config") or {})
     extra.pop("crop_fraction", None)
+    extra.pop("person_crop_p", None)  # the view is the whole room
     # floor, as F.interpolate(scale_factor=depth_scale) sizes the model's own view (DualUNet.depth_view)
     size = max(8, math.floor(run_input_size(train_config) * depth_scale))
     return AugmentConfig(**{**extra, "size": size})
@@ -614,8 +631,8 @@ _FINAL_VALIDATION_MARGIN = 0.03  # of a time budget: the schedule ends this much
 def fit(cfg: TrainConfig) -> dict[str, float]:
     """Train, validate on the held-out split, test the best checkpoint; return the test metrics.
 
-    Writes ``<out>/checkpoints/{best,last}.ckpt``, ``<out>/model.safetensors``, CSV + TensorBoard logs and
-    ``<out>/metrics.json``.
+    Writes ``<out>/checkpoints/{best,last}.ckpt``, ``<out>/model.safetensors``, CSV + TensorBoard logs (every loss
+    term, the learning rate, the gradients' norm before clipping, the validation metrics) and ``<out>/metrics.json``.
     """
     pl = _lightning()
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint

@@ -34,12 +34,16 @@ def random_crop_theta(
     device: torch.device | str = "cpu",
     crop_fraction: float | None = None,
     scale_jitter: float = 1.25,
+    focus: torch.Tensor | None = None,
+    focus_p: float = 0.0,
 ) -> torch.Tensor:
     """Affine matrices (B, 2, 3) for ``F.affine_grid``: a random crop inside the image (zoom >= 1, so no padding)
     and a horizontal flip.
 
     The crop's area is a uniform fraction in [min_scale, 1] of the image; or, with ``crop_fraction``, its side is
     that fraction of the image's times a log-uniform factor in [1 / scale_jitter, scale_jitter] (at most 1).
+    ``focus`` (B, 2): a point (x, y in [-1, 1]) per image, NaN for none; with probability ``focus_p`` a crop is
+    moved to hold it, within 3/4 of its half-side of its centre.
     """
     g = generator
     if crop_fraction is None:
@@ -53,10 +57,35 @@ def random_crop_theta(
     tx = (torch.rand(batch_size, generator=g) * 2 - 1) * (1 - sx)
     ty = (torch.rand(batch_size, generator=g) * 2 - 1) * (1 - sy)
     flip = torch.where(torch.rand(batch_size, generator=g) < flip_p, -1.0, 1.0)
+    # drawn whether or not there is a focus, so a run's other draws do not depend on it
+    near = torch.rand(batch_size, 2, generator=g) * 2 - 1
+    use = torch.rand(batch_size, generator=g) < focus_p
+    if focus is not None and focus_p > 0:
+        focus = focus.float().cpu()
+        use = use & ~focus.isnan().any(1)
+        fx = torch.maximum(torch.minimum(focus[:, 0] + 0.75 * sx * near[:, 0], 1 - sx), sx - 1)
+        fy = torch.maximum(torch.minimum(focus[:, 1] + 0.75 * sy * near[:, 1], 1 - sy), sy - 1)
+        tx, ty = torch.where(use, fx, tx), torch.where(use, fy, ty)
     theta = torch.zeros(batch_size, 2, 3)
     theta[:, 0, 0], theta[:, 0, 2] = sx * flip, tx
     theta[:, 1, 1], theta[:, 1, 2] = sy, ty
     return theta.to(device)
+
+
+def mask_centroid(mask: torch.Tensor) -> torch.Tensor:
+    """Centroid (x, y in [-1, 1], align_corners=False) of each mask; NaN where a mask is empty.
+
+    Shape:
+        mask: (B, 1, H, W) -> (B, 2)
+    """
+    m = mask.float().flatten(1)
+    h, w = mask.shape[-2:]
+    ys = (torch.arange(h, dtype=torch.float32, device=mask.device) + 0.5) / h * 2 - 1
+    xs = (torch.arange(w, dtype=torch.float32, device=mask.device) + 0.5) / w * 2 - 1
+    total = m.sum(1)
+    cx = (m.view(-1, h, w).sum(1) * xs).sum(1) / total
+    cy = (m.view(-1, h, w).sum(2) * ys).sum(1) / total
+    return torch.stack([cx, cy], 1).where(total.view(-1, 1) > 0, torch.tensor(float("nan")))
 
 
 def smooth_before_downscale(x: torch.Tensor, factor: float) -> torch.Tensor:
@@ -243,6 +272,10 @@ class AugmentConfig:
     blur_sigma: float = 1.0
     jpeg_p: float = 0.5
     jpeg_quality: tuple[int, int] = (50, 95)
+    # the probability that a crop is moved to hold the person (the mask's centroid): more outline per step where
+    # people are small in the frame. Off: tiny, 6 CPU min, two seeds, test IoU +0.007 / +0.001 at 0.7 and the
+    # depth branch's delta1 on unseen samples -0.005 / -0.016 (README "Results", Z)
+    person_crop_p: float = 0.0
 
 
 class BatchAugment(torch.nn.Module):
@@ -269,6 +302,8 @@ class BatchAugment(torch.nn.Module):
             device=dev,
             crop_fraction=c.crop_fraction,
             scale_jitter=c.scale_jitter,
+            focus=mask_centroid(batch[schema.MASK]) if c.person_crop_p > 0 else None,
+            focus_p=c.person_crop_p,
         )
         # in output pixels: one output pixel spans (input width / size) * crop side input pixels
         px = (batch[schema.COMPOSITE].shape[-1] / c.size) * theta[:, 0, 0].abs().cpu().view(-1, 1)
