@@ -127,6 +127,21 @@ def test_person_crops_hold_the_focus_and_stay_inside(corner):
     assert torch.equal(theta[:, 0, 0], free[:, 0, 0]) and torch.equal(theta[:, 1, 1], free[:, 1, 1])
 
 
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"person_crop_p": 70}, "person_crop_p"),
+        ({"jpeg_p": -0.1}, "jpeg_p"),
+        ({"size": 4}, "size"),
+        ({"crop_fraction": 1.5}, "crop_fraction"),
+        ({"jpeg_quality": (90, 50)}, "jpeg_quality"),
+    ],
+)
+def test_augment_config_rejects_values_out_of_range(bad, message):
+    with pytest.raises(ValueError, match=message):
+        AugmentConfig(**bad)
+
+
 def test_batch_augment_centres_crops_on_the_person():
     b, size = 64, 80
     batch = _blocky_batch(b=b, h=size, w=size)
