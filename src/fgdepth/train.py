@@ -445,8 +445,7 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
 
 def gradient_norm(parameters) -> float:
     """The L2 norm of the gradients of ``parameters`` together (those without one are skipped)."""
-    grads = [p.grad.detach().float().norm() for p in parameters if p.grad is not None]
-    return float(torch.stack(grads).norm()) if grads else 0.0
+    return float(torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None]))
 
 
 class TimeBudgetOneCycle(torch.optim.lr_scheduler.LRScheduler):

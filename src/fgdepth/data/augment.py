@@ -63,8 +63,8 @@ def random_crop_theta(
     if focus is not None and focus_p > 0:
         focus = focus.float().cpu()
         use = use & ~focus.isnan().any(1)
-        fx = torch.maximum(torch.minimum(focus[:, 0] + 0.75 * sx * near[:, 0], 1 - sx), sx - 1)
-        fy = torch.maximum(torch.minimum(focus[:, 1] + 0.75 * sy * near[:, 1], 1 - sy), sy - 1)
+        fx = (focus[:, 0] + 0.75 * sx * near[:, 0]).clamp(sx - 1, 1 - sx)
+        fy = (focus[:, 1] + 0.75 * sy * near[:, 1]).clamp(sy - 1, 1 - sy)
         tx, ty = torch.where(use, fx, tx), torch.where(use, fy, ty)
     theta = torch.zeros(batch_size, 2, 3)
     theta[:, 0, 0], theta[:, 0, 2] = sx * flip, tx
@@ -78,14 +78,12 @@ def mask_centroid(mask: torch.Tensor) -> torch.Tensor:
     Shape:
         mask: (B, 1, H, W) -> (B, 2)
     """
-    m = mask.float().flatten(1)
-    h, w = mask.shape[-2:]
-    ys = (torch.arange(h, dtype=torch.float32, device=mask.device) + 0.5) / h * 2 - 1
-    xs = (torch.arange(w, dtype=torch.float32, device=mask.device) + 0.5) / w * 2 - 1
-    total = m.sum(1)
-    cx = (m.view(-1, h, w).sum(1) * xs).sum(1) / total
-    cy = (m.view(-1, h, w).sum(2) * ys).sum(1) / total
-    return torch.stack([cx, cy], 1).where(total.view(-1, 1) > 0, torch.tensor(float("nan")))
+    m = mask[:, 0].float()
+    h, w = m.shape[-2:]
+    total = m.sum((1, 2))
+    cx = (m.sum(1) * pixel_centres(w, m.dtype, m.device)).sum(1) / total
+    cy = (m.sum(2) * pixel_centres(h, m.dtype, m.device)).sum(1) / total
+    return torch.stack([cx, cy], 1).where(total.view(-1, 1) > 0, float("nan"))
 
 
 def smooth_before_downscale(x: torch.Tensor, factor: float) -> torch.Tensor:
@@ -101,12 +99,16 @@ def smooth_before_downscale(x: torch.Tensor, factor: float) -> torch.Tensor:
     return F.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)[..., :h, :w]
 
 
+def pixel_centres(n: int, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """The centres of ``n`` pixels along one axis in normalised coordinates [-1, 1] (align_corners=False). (n,)"""
+    return (torch.arange(n, dtype=dtype, device=device) * 2 + 1) / n - 1
+
+
 def affine_grid(theta: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """``F.affine_grid(theta, (B, C, *size), align_corners=False)``: (B, H, W, 2), as two broadcast products (its
     batched matrix product with an inner dimension of 3 cost more than the sampling on CPU)."""
     h, w = size
-    xs = (torch.arange(w, dtype=theta.dtype, device=theta.device) * 2 + 1) / w - 1  # pixel centres in [-1, 1]
-    ys = (torch.arange(h, dtype=theta.dtype, device=theta.device) * 2 + 1) / h - 1
+    xs, ys = pixel_centres(w, theta.dtype, theta.device), pixel_centres(h, theta.dtype, theta.device)
     t = theta.view(-1, 2, 3, 1, 1)
     x, y = xs.view(1, 1, w), ys.view(1, h, 1)
     gx = t[:, 0, 0] * x + t[:, 0, 1] * y + t[:, 0, 2]
