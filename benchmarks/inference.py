@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from common import describe_device
 
 from fgdepth.model import count_parameters, create_model
 
@@ -118,11 +119,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    where = (
-        torch.cuda.get_device_name(args.device)
-        if args.device.startswith("cuda")
-        else f"{torch.get_num_threads()} threads"
-    )
+    where = describe_device(args.device)
     print(f"torch {torch.__version__}, {args.device}: {where}")
     print(f"{'preset':<7} {'size':>5} {'batch':>5} {'engine':<12} {'ms/pair':>8}")
     rows = []

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 
 import torch
+from common import describe_device
 
 from fgdepth.data import schema
 from fgdepth.losses import MultiTaskLoss
@@ -126,11 +126,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     rows = []
     on_cuda = args.device.startswith("cuda")
-    where = (
-        torch.cuda.get_device_name(args.device)
-        if on_cuda
-        else f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
-    )
+    where = describe_device(args.device)
     print(f"torch {torch.__version__}, {args.device}: {where}")
     print(f"{'preset':<7} {'params':>8} {'size':>5} {'batch':>5} {'dtype':>5} {'chl':>4} {'img/s':>8}")
     modes = args.modes.split(",") if args.modes else CUDA_MODES if on_cuda else CPU_MODES
