@@ -275,8 +275,9 @@ class AugmentConfig:
     jpeg_p: float = 0.5
     jpeg_quality: tuple[int, int] = (50, 95)
     # the probability that a crop is moved to hold the person (the mask's centroid): more outline per step where
-    # people are small in the frame. Off: tiny, 6 CPU min, two seeds, test IoU +0.007 / +0.001 at 0.7 and the
-    # depth branch's delta1 on unseen samples -0.005 / -0.016 (README "Results", Z)
+    # people are small in the frame. Off by default: with 96 px crops of 160 px images (tiny, 6 CPU min, two
+    # seeds) 0.7 gave test IoU +0.007 / +0.001, within the spread. The demo sets 0.8 with 48 px crops, which a
+    # person would otherwise seldom fall in (README "Results", session 15)
     person_crop_p: float = 0.0
 
     def __post_init__(self) -> None:
