@@ -85,7 +85,7 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str]
         max_minutes=cfg.train_minutes,
         seed=cfg.seed,
         # tiny's mask network validates on 1.4x enlarged images (2x the compute; at 1.6x four validations of the
-        # 223-sample selection took ~50 s of the 6 minutes, 809 -> 690 steps); three of 128 samples take ~20 s
+        # 223-sample selection took ~50 s of the 6 minutes, 809 -> 690 steps); one of 128 samples takes ~7 s
         val_every_steps=300,
         val_samples=128,
         augment_config={"person_crop_p": cfg.person_crop_p},
