@@ -14,6 +14,7 @@ from fgdepth.data.augment import (
     AugmentConfig,
     BatchAugment,
     affine_grid,
+    box_filter,
     geometric,
     jpeg_simulate,
     mask_centroid,
@@ -57,6 +58,14 @@ def test_affine_grid_matches_torch(size):
     theta = torch.randn(3, 2, 3, generator=torch.Generator().manual_seed(0))  # rotation and shear too
     expected = torch.nn.functional.affine_grid(theta, [3, 1, *size], align_corners=False)
     torch.testing.assert_close(affine_grid(theta, size), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5])
+@pytest.mark.parametrize("size", [(40, 40), (23, 37)])
+def test_box_filter_matches_avg_pool(k, size):
+    x = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(k))
+    pooled = torch.nn.functional.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)
+    torch.testing.assert_close(box_filter(x, k), pooled[..., : size[0], : size[1]], rtol=1e-5, atol=1e-6)
 
 
 def test_depth_and_mask_are_never_interpolated():
