@@ -219,6 +219,38 @@ def test_cli_options_given_override_the_yaml_and_defaults_do_not(tmp_path: Path,
     assert r.exit_code == 2 and "--data" in r.output
 
 
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"size": 4}, "size must be >= 8"),
+        ({"size": 96, "infer_size": 64}, "infer_size (64) must be >= size (96)"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"lr": 0.0}, "lr must be > 0"),
+        ({"max_minutes": -1.0}, "max_minutes must be > 0"),
+        ({"val_every_steps": 0}, "val_every_steps must be >= 1"),
+        ({"ema_decay": 1.0}, "ema_decay must be in [0, 1)"),
+        ({"source": "tape"}, "unknown source 'tape'"),
+        ({"weighting": "learned"}, "unknown weighting 'learned'"),
+    ],
+)
+def test_train_config_rejects_bad_settings_by_name(bad: dict, message: str) -> None:
+    with pytest.raises(ValueError) as err:
+        TrainConfig(data="d", **bad)
+    assert message in str(err.value)
+
+
+def test_cli_train_reports_a_bad_setting_before_any_work(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fgdepth.cli import app
+
+    r = CliRunner().invoke(
+        app, ["train", "--data", str(tmp_path), "--batch-size", "0", "--out", str(tmp_path / "r")]
+    )
+    assert r.exit_code == 2 and "batch_size must be >= 1" in r.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_depth_branch_trains_on_whole_image_views(shard_dataset: Path, tmp_path: Path, monkeypatch) -> None:
     """A model with a depth branch: crops train the main network's mask, whole-image views the branch's depth."""
     import fgdepth

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+
+def require(checks: Iterable[tuple[bool, str]]) -> None:
+    """Raise ValueError with the message of the first ``(ok, message)`` check that failed: every config's
+    settings are checked this way when it is made, so a bad YAML or flag fails before any work starts."""
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -146,9 +155,7 @@ class FactoryConfig:
             (self.teacher_size is None or self.teacher_size >= 1, "--teacher-size must be >= 1"),
             (self.num_bg >= 1 and self.num_fg >= 1, "--num-bg and --num-fg must be >= 1"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg)
+        require(checks)
         if self.resolved_placement() == "geometry" and not self.synthetic:
             raise ValueError("--placement geometry needs camera geometry and 3D people: the procedural world")
         if self.resolved_depth() == "synthetic" and not self.synthetic:

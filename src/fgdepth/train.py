@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from fgdepth.config import to_dict
+from fgdepth.config import require, to_dict
 from fgdepth.data import schema
 from fgdepth.data.augment import AugmentConfig, BatchAugment, resize_batch
 from fgdepth.data.reader import (
@@ -36,6 +36,8 @@ from fgdepth.losses import resize_mask
 from fgdepth.model.checkpoint import EMA_PREFIX
 from fgdepth.model.dual_unet import join_depth_layers
 from fgdepth.predict import run_input_size
+
+_SOURCES = ("auto", "memory", "shards", "folders", "on-the-fly")
 
 
 @dataclass
@@ -87,8 +89,43 @@ class TrainConfig:
     log_every_steps: int = 20
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1) (0 = no average), got {self.ema_decay}")
+        require(
+            [
+                (self.size >= 8, f"size must be >= 8 pixels, got {self.size}"),
+                (
+                    self.infer_size is None or self.infer_size >= self.size,
+                    f"infer_size ({self.infer_size}) must be >= size ({self.size}): training takes size crops "
+                    "of the samples seen at infer_size",
+                ),
+                (self.cache_size >= 8, f"cache_size must be >= 8 pixels, got {self.cache_size}"),
+                (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+                (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+                (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+                (
+                    self.max_minutes is None or self.max_minutes > 0,
+                    f"max_minutes must be > 0 (or None: no time budget), got {self.max_minutes}",
+                ),
+                (self.max_epochs >= 1, f"max_epochs must be >= 1, got {self.max_epochs}"),
+                (self.val_every_steps >= 1, f"val_every_steps must be >= 1, got {self.val_every_steps}"),
+                (self.val_samples >= 1, f"val_samples must be >= 1, got {self.val_samples}"),
+                (self.log_every_steps >= 1, f"log_every_steps must be >= 1, got {self.log_every_steps}"),
+                (self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = none), got {self.grad_clip}"),
+                (self.depth_weight >= 0, f"depth_weight must be >= 0, got {self.depth_weight}"),
+                (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
+                (
+                    0.0 <= self.ema_decay < 1.0,
+                    f"ema_decay must be in [0, 1) (0 = no average), got {self.ema_decay}",
+                ),
+                (
+                    self.source in _SOURCES,
+                    f"unknown source {self.source!r}; valid: {', '.join(_SOURCES)}",
+                ),
+                (
+                    self.weighting in ("fixed", "uncertainty"),
+                    f"unknown weighting {self.weighting!r}; valid: fixed, uncertainty",
+                ),
+            ]
+        )
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -298,9 +335,13 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
             # before clipping (Lightning clips after this hook): how often grad_clip acts, and on which network
             if self.global_step % self.tc["log_every_steps"]:
                 return
-            norms = {"grad_norm": gradient_norm(self.model.parameters())}
-            if self.model.depth_net is not None:
-                norms["grad_norm_depth"] = gradient_norm(self.model.depth_net.parameters())
+            if self.model.depth_net is None:
+                norms = {"grad_norm": gradient_norm(self.model.parameters())}
+            else:  # the whole model's norm from its two networks' (each gradient read once)
+                branch = {id(p) for p in self.model.depth_net.parameters()}
+                depth = gradient_norm(self.model.depth_net.parameters())
+                main = gradient_norm(p for p in self.model.parameters() if id(p) not in branch)
+                norms = {"grad_norm": math.hypot(main, depth), "grad_norm_depth": depth}
             for k, v in norms.items():
                 self.log(f"train/{k}", v)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from fgdepth.config import require
 from fgdepth.data import schema
 
 # ---------------------------------------------------------------------------------------------- geometry
@@ -297,21 +298,28 @@ class AugmentConfig:
     person_crop_p: float = 0.0
 
     def __post_init__(self) -> None:
-        # a YAML slip (jpeg_p: 50) would otherwise act as "always" without a word
-        for name in ("flip_p", "blur_p", "jpeg_p", "person_crop_p"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(
-                    f"augment_config {name} is a probability in [0, 1], got {getattr(self, name)}"
-                )
-        if self.size < 8:
-            raise ValueError(f"augment_config size must be >= 8 pixels, got {self.size}")
-        if self.crop_fraction is not None and not 0.0 < self.crop_fraction <= 1.0:
-            raise ValueError(f"augment_config crop_fraction must be in (0, 1], got {self.crop_fraction}")
         lo, hi = self.jpeg_quality
-        if not 1 <= lo <= hi <= 100:
-            raise ValueError(
-                f"augment_config jpeg_quality must be (low, high) in 1..100, got {self.jpeg_quality}"
-            )
+        require(
+            [
+                # a YAML slip (jpeg_p: 50) would otherwise act as "always" without a word
+                *(
+                    (
+                        0.0 <= getattr(self, name) <= 1.0,
+                        f"augment_config {name} is a probability in [0, 1], got {getattr(self, name)}",
+                    )
+                    for name in ("flip_p", "blur_p", "jpeg_p", "person_crop_p")
+                ),
+                (self.size >= 8, f"augment_config size must be >= 8 pixels, got {self.size}"),
+                (
+                    self.crop_fraction is None or 0.0 < self.crop_fraction <= 1.0,
+                    f"augment_config crop_fraction must be in (0, 1], got {self.crop_fraction}",
+                ),
+                (
+                    1 <= lo <= hi <= 100,
+                    f"augment_config jpeg_quality must be (low, high) in 1..100, got {self.jpeg_quality}",
+                ),
+            ]
+        )
 
 
 class BatchAugment(torch.nn.Module):
