@@ -13,6 +13,7 @@ import json
 import math
 import os
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,13 @@ from fgdepth.data.reader import (
     depth_scale_of,
     read_manifest,
 )
-from fgdepth.losses import resize_mask
+from fgdepth.losses import Weighting, resize_mask
 from fgdepth.model.checkpoint import EMA_PREFIX
 from fgdepth.model.dual_unet import join_depth_layers
 from fgdepth.predict import run_input_size
 
 _SOURCES = ("auto", "memory", "shards", "folders", "on-the-fly")
+_WEIGHTINGS = typing.get_args(Weighting)  # MultiTaskLoss's, checked here before any work
 
 
 @dataclass
@@ -121,8 +123,8 @@ class TrainConfig:
                     f"unknown source {self.source!r}; valid: {', '.join(_SOURCES)}",
                 ),
                 (
-                    self.weighting in ("fixed", "uncertainty"),
-                    f"unknown weighting {self.weighting!r}; valid: fixed, uncertainty",
+                    self.weighting in _WEIGHTINGS,
+                    f"unknown weighting {self.weighting!r}; valid: {', '.join(_WEIGHTINGS)}",
                 ),
             ]
         )
