@@ -136,10 +136,36 @@ def test_person_crops_hold_the_focus_and_stay_inside(corner):
     assert torch.equal(theta[:, 0, 0], free[:, 0, 0]) and torch.equal(theta[:, 1, 1], free[:, 1, 1])
 
 
+def test_person_crop_spread_sets_how_far_from_the_focus_a_crop_may_lie():
+    n, fraction = 2000, 0.3
+    focus = torch.zeros(n, 2)  # the image's centre: no crop is clamped at an edge
+
+    def crops(spread):
+        theta = random_crop_theta(
+            n,
+            torch.Generator().manual_seed(1),
+            crop_fraction=fraction,
+            focus=focus,
+            focus_p=1.0,
+            focus_spread=spread,
+        )
+        offset = torch.stack([theta[:, 0, 2].abs(), theta[:, 1, 2].abs()], 1)  # crop centre to focus
+        half = torch.stack([theta[:, 0, 0].abs(), theta[:, 1, 1]], 1)
+        return offset / half  # in half-sides
+
+    near, wide = crops(0.75), crops(1.5)
+    assert float(near.max()) <= 0.75 + 1e-5 and float(wide.max()) <= 1.5 + 1e-5
+    assert float(wide.max()) > 1.4  # the whole range is used
+    beside = (wide > 1).any(1).float().mean()  # the focus outside the crop: the crop shows what is beside it
+    assert 0.3 < float(beside) < 0.7  # 1 - (2 / 3) ** 2 = 0.56 for uniform offsets
+    assert not bool((near > 1).any())
+
+
 @pytest.mark.parametrize(
     "bad, message",
     [
         ({"person_crop_p": 70}, "person_crop_p"),
+        ({"person_crop_spread": -1}, "person_crop_spread"),
         ({"jpeg_p": -0.1}, "jpeg_p"),
         ({"size": 4}, "size"),
         ({"crop_fraction": 1.5}, "crop_fraction"),
@@ -157,12 +183,17 @@ def test_batch_augment_centres_crops_on_the_person():
     batch[schema.MASK] = torch.zeros(b, 1, size, size)
     batch[schema.MASK][:, :, 60:72, 6:14] = 1  # a small person near the bottom-left corner
     seen = {}
-    for p in (0.0, 1.0):
-        cfg = AugmentConfig(size=24, crop_fraction=0.3, person_crop_p=p, bg_shift_px=0.0)
+    for p, spread in ((0.0, 0.75), (1.0, 0.75), (1.0, 1.5)):
+        cfg = AugmentConfig(
+            size=24, crop_fraction=0.3, person_crop_p=p, person_crop_spread=spread, bg_shift_px=0.0
+        )
         out = BatchAugment(cfg)(batch, torch.Generator().manual_seed(1))
-        seen[p] = float((out[schema.MASK].flatten(1).sum(1) > 0).float().mean())
-    assert seen[1.0] == 1.0
-    assert seen[0.0] < 0.5
+        seen[p, spread] = float((out[schema.MASK].flatten(1).sum(1) > 0).float().mean())
+    assert seen[1.0, 0.75] == 1.0
+    assert seen[0.0, 0.75] < 0.5
+    # the default spread: some crops beside the person, most still holding part of it
+    assert AugmentConfig().person_crop_spread == 1.5
+    assert 0.5 < seen[1.0, 1.5] < 1.0
 
 
 def test_batch_augment_is_seeded_and_changes_only_the_images_photometrically():

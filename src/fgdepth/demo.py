@@ -35,7 +35,8 @@ class DemoConfig:
     # onto the person (person_crop_p), cost the step about 40 % less, and the depth branch (whole images at 96 px
     # whatever the crops) sees that many more samples: tiny, 6 CPU min, means over three seeds against 96 px
     # crops, test delta1 0.881 vs 0.853, AbsRel 0.118 vs 0.131, mask IoU 0.912 vs 0.917; 1,000 unseen samples
-    # delta1 0.862 vs 0.835, AbsRel 0.127 vs 0.140, mask 0.899 vs 0.899 (README "Results", session 15)
+    # delta1 0.862 vs 0.835, AbsRel 0.127 vs 0.140, mask 0.899 vs 0.899 (README "Results", session 15). Some of
+    # those crops fall beside the person (AugmentConfig.person_crop_spread), else some runs predict blobs there
     train_size: int = 48
     person_crop_p: float = 0.8
     train_minutes: float = 6.0
