@@ -302,7 +302,7 @@ class AugmentConfig:
     # outside, so the network also learns that the room beside a person is background. With 0.75 (the person
     # always in the crop) 2 of 10 runs of the demo's recipe (tiny, 48 px crops, 6 CPU min) predicted blobs beside
     # people on whole images (validation precision down to 0.77, test IoU 0.81-0.90 against 0.91); with 1.5 none
-    # of six did, quality otherwise equal (README "Results", session 17)
+    # of ten did (nine runs and a demo), quality otherwise equal (README "Results", session 17)
     person_crop_spread: float = 1.5
 
     def __post_init__(self) -> None:
