@@ -119,7 +119,12 @@ def test_person_crops_hold_the_focus_and_stay_inside(corner):
     focus = torch.tensor(corner).expand(n, 2).clone()
     focus[::10] = float("nan")  # no person: a crop anywhere
     theta = random_crop_theta(
-        n, torch.Generator().manual_seed(0), crop_fraction=fraction, focus=focus, focus_p=1.0
+        n,
+        torch.Generator().manual_seed(0),
+        crop_fraction=fraction,
+        focus=focus,
+        focus_p=1.0,
+        focus_spread=0.75,  # the focus always inside the crop
     )
     sx, sy, tx, ty = theta[:, 0, 0].abs(), theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2]
     assert float((tx.abs() + sx).max()) <= 1 + 1e-6 and float((ty.abs() + sy).max()) <= 1 + 1e-6

@@ -37,7 +37,7 @@ def random_crop_theta(
     scale_jitter: float = 1.25,
     focus: torch.Tensor | None = None,
     focus_p: float = 0.0,
-    focus_spread: float = 0.75,
+    focus_spread: float = 1.5,
 ) -> torch.Tensor:
     """Affine matrices (B, 2, 3) for ``F.affine_grid``: a random crop inside the image (zoom >= 1, so no padding)
     and a horizontal flip.
