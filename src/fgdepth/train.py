@@ -16,7 +16,7 @@ import time
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -38,7 +38,8 @@ from fgdepth.model.checkpoint import EMA_PREFIX
 from fgdepth.model.dual_unet import join_depth_layers
 from fgdepth.predict import run_input_size
 
-_SOURCES = ("auto", "memory", "shards", "folders", "on-the-fly")
+Source = Literal["auto", "memory", "shards", "folders", "on-the-fly"]
+_SOURCES = typing.get_args(Source)
 _WEIGHTINGS = typing.get_args(Weighting)  # MultiTaskLoss's, checked here before any work
 
 
@@ -50,7 +51,7 @@ class TrainConfig:
     out: str = "runs/fgdepth"
     model: str = "tiny"  # preset name (fgdepth.model.registry)
     model_overrides: dict[str, Any] = field(default_factory=dict)
-    source: str = "auto"  # auto | memory | shards | folders | on-the-fly
+    source: Source = "auto"
     size: int = 96  # training resolution (square); the reference used 192
     # None: each training image is the whole sample resized to ``size`` (with a zoom of at most 1.3x), and so are
     # validation, test and prediction inputs. A number: samples are seen at this size, training takes ``size``
@@ -72,7 +73,7 @@ class TrainConfig:
     # > 0: validate, test and export an exponential moving average of the weights (decay per step, warmed up as
     # min(decay, (1 + step) / (10 + step))); checkpoints hold both, --resume continues both
     ema_decay: float = 0.0
-    weighting: str = "fixed"  # fixed | uncertainty
+    weighting: Weighting = "fixed"
     depth_weight: float = 1.0
     # extra fgdepth.losses.MultiTaskLoss arguments (term weights), e.g. {"silog_weight": 1.0, "log_weight": 0.0}
     loss_config: dict[str, Any] = field(default_factory=dict)
