@@ -21,7 +21,7 @@ from fgdepth.model import (
     save_model,
 )
 from fgdepth.model.checkpoint import checkpoint_dict
-from fgdepth.model.dual_unet import compose_layers
+from fgdepth.model.dual_unet import DecoderBlock, compose_layers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -245,6 +245,27 @@ def test_channels_last_bf16_autocast() -> None:
         out = model(bg, comp)
     assert out[MASK_LOGITS].dtype == torch.float32 == out[DEPTH_PRED].dtype
     (out[MASK_LOGITS].mean() + out[DEPTH_PRED].mean()).backward()
+
+
+@pytest.mark.parametrize("skip_size", [(10, 14), (9, 13)])  # exact 2x, and odd sizes
+def test_decoder_block_equals_its_concatenation_formula(skip_size: tuple[int, int]) -> None:
+    """The block projects x before upsampling it; the result must be the 1x1 conv of [upsample(x), skip]."""
+    torch.manual_seed(0)
+    block = DecoderBlock(c_x=12, c_skip=6, c_out=8, norm="batch", act="relu").train()
+    x = torch.randn(2, 12, 5, 7, requires_grad=True)
+    skip = torch.randn(2, 6, *skip_size, requires_grad=True)
+    got = block(x, skip)
+    got.square().mean().backward()
+    grads = [t.grad.clone() for t in (x, skip, block.reduce[0].weight)]
+    for t in (x, skip, block.reduce[0].weight):
+        t.grad = None
+    up = torch.nn.functional.interpolate(x, size=skip_size, mode="bilinear", align_corners=False)
+    want = block.conv(block.reduce(torch.cat([up, skip], dim=1)))
+    want.square().mean().backward()
+    assert got.shape == (2, 8, *skip_size)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    for g, t in zip(grads, (x, skip, block.reduce[0].weight)):
+        torch.testing.assert_close(g, t.grad, atol=1e-6, rtol=1e-4)
 
 
 def test_encoder_out_channels() -> None:
