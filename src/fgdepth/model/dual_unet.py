@@ -75,9 +75,9 @@ class DualUNetConfig:
     # Expansion ratio of the blocks (hidden width = ratio * input width).
     expand_ratio: float = 3.0
     # Decoder width per level, deepest first; one per encoder stage (the last one is at output resolution).
-    # 16, not 24, at the last level: BatchNorm's backward on channels_last (32, 24, 48, 48) bf16 took 7.4 ms on an
-    # Intel Xeon with AMX, 1.6 ms for 16 channels; tiny's training step 250-310 -> 215-250 ms there (AMD EPYC:
-    # within noise), 20-27 % more steps in 6 CPU minutes and test AbsRel 0.122 vs 0.129-0.132 (README, session 18).
+    # 16, not 24, at the last level: BatchNorm's forward + backward on channels_last (32, 24, 48, 48) bf16 took
+    # 7.4 ms on an Intel Xeon with AMX, 1.6 ms for 16 channels; tiny's training step 250-310 -> 215-250 ms there
+    # (AMD EPYC: within noise), 20-27 % more steps in 6 CPU minutes, test AbsRel 0.122 vs 0.129-0.132 (README).
     decoder_channels: tuple[int, ...] = (96, 64, 32, 16)
     # How the two stems' features are fused: "concat" [bg, comp]; "diff" comp - bg (signed, cheapest, but
     # scene depth must then come from the difference alone); "both" [bg, comp, |comp - bg|].
