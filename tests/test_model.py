@@ -254,17 +254,18 @@ def test_decoder_block_equals_its_concatenation_formula(skip_size: tuple[int, in
     block = DecoderBlock(c_x=12, c_skip=6, c_out=8, norm="batch", act="relu").train()
     x = torch.randn(2, 12, 5, 7, requires_grad=True)
     skip = torch.randn(2, 6, *skip_size, requires_grad=True)
+    leaves = (x, skip, block.reduce[0].weight)
     got = block(x, skip)
     got.square().mean().backward()
-    grads = [t.grad.clone() for t in (x, skip, block.reduce[0].weight)]
-    for t in (x, skip, block.reduce[0].weight):
+    grads = [t.grad.clone() for t in leaves]
+    for t in leaves:
         t.grad = None
     up = torch.nn.functional.interpolate(x, size=skip_size, mode="bilinear", align_corners=False)
     want = block.conv(block.reduce(torch.cat([up, skip], dim=1)))
     want.square().mean().backward()
     assert got.shape == (2, 8, *skip_size)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-    for g, t in zip(grads, (x, skip, block.reduce[0].weight)):
+    for g, t in zip(grads, leaves):
         torch.testing.assert_close(g, t.grad, atol=1e-6, rtol=1e-4)
 
 
