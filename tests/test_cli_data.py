@@ -158,3 +158,13 @@ def test_make_dataset_reports_bad_inputs(inputs, tmp_path):
     assert r.exit_code == 2 and "room0.jpg" in r.output
     r = runner.invoke(app, make_args(inputs, tmp_path / "d", "--format", "zip"))
     assert r.exit_code == 2 and "--format" in r.output
+
+
+def test_make_dataset_camouflage_options(shared_inputs, tmp_path):
+    out = tmp_path / "ds"
+    _ok(runner.invoke(app, make_args(shared_inputs, out, "--camouflage", "1", "--camouflage-held-out")))
+    config = json.loads((out / schema.MANIFEST_NAME).read_text())["config"]
+    assert config["camouflage"] == 1.0 and config["camouflage_held_out"] is True
+    _ok(runner.invoke(app, ["inspect", str(out)]))
+    r = runner.invoke(app, make_args(shared_inputs, tmp_path / "bad", "--camouflage", "1.5"))
+    assert r.exit_code == 2 and "--camouflage must be in [0, 1]" in r.output

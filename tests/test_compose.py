@@ -186,7 +186,58 @@ def test_geometry_placement_needs_geometry():
 def test_placement_to_dict_rounds_floats_keeps_ints():
     from dataclasses import asdict
 
-    p = C.Placement(1, 2, 30, 40, 12.345678, 41.0, 2.123456789, gain=1.0, shadow=0.0)
+    p = C.Placement(1, 2, 30, 40, 12.345678, 41.0, 2.123456789, gain=1.0, shadow=0.0, camouflage=0.123456)
     d = p.to_dict()
     assert d == {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(p).items()}
     assert list(d) == [f for f in asdict(p)] and d["anchor_x"] == 12.3457 and d["x"] == 1
+    # without camouflage the record is the one written before the setting existed
+    plain = C.Placement(1, 2, 30, 40, 12.345678, 41.0, 2.123456789).to_dict()
+    assert "camouflage" not in plain and "camouflage_top" not in plain and "camouflage_bottom" not in plain
+
+
+def test_camouflage_gives_a_flat_band_the_room_colour_and_keeps_the_rest():
+    h, w = 20, 10
+    alpha = np.ones((h, w), np.float32)
+    alpha[:, :2] = 0.0
+    alpha[:, 2] = 0.5  # the outline's blend
+    person, room = np.float32([200, 40, 40]), np.float32([90, 120, 150])
+    over = alpha[..., None] * person
+    under = np.broadcast_to(room, (h, w, 3)).astype(np.float32)
+    band = np.zeros(h, np.float32)
+    band[5:15] = 1
+    out = C.camouflage(over, alpha, under, 1.0, band, sigma=3.0)
+    # premultiplied: alpha * the room's colour, on the outline too
+    np.testing.assert_allclose(out[5:15], alpha[5:15, :, None] * room, atol=1e-3)
+    np.testing.assert_array_equal(out[band == 0], over[band == 0])
+
+
+def test_camouflage_moves_the_band_mean_by_its_strength_and_flattens_its_contrast():
+    rng = np.random.default_rng(0)
+    h, w = 24, 12
+    alpha = np.ones((h, w), np.float32)
+    over = rng.uniform(60, 180, (h, w, 3)).astype(np.float32)
+    room = np.float32([100, 100, 100])
+    under = np.broadcast_to(room, (h, w, 3)).astype(np.float32)
+    band = np.ones(h, np.float32)
+    out = C.camouflage(over, alpha, under, 0.5, band, sigma=2.0)
+    mu = over.reshape(-1, 3).mean(0)
+    np.testing.assert_allclose(out.reshape(-1, 3).mean(0), mu + 0.5 * (room - mu), atol=1e-2)
+    np.testing.assert_allclose(out.reshape(-1, 3).std(0), 0.75 * over.reshape(-1, 3).std(0), rtol=1e-3)
+
+
+def test_camouflage_stays_within_the_premultiplied_range():
+    rng = np.random.default_rng(1)
+    alpha = rng.uniform(0, 1, (16, 16)).astype(np.float32)
+    over = alpha[..., None] * rng.uniform(0, 255, (16, 16, 3)).astype(np.float32)
+    under = np.full((16, 16, 3), 255, np.float32)  # pulls every colour up
+    out = C.camouflage(over, alpha, under, 1.0, np.ones(16, np.float32), sigma=2.0)
+    assert out.min() >= 0 and (out <= 255 * alpha[..., None] + 1e-3).all()
+    assert (out > over + 1).any()
+
+
+def test_band_weights_cover_the_band_and_ramp_outside():
+    w = C.band_weights(100, 0.2, 0.6)
+    assert (w[21:59] == 1).all()  # row centres 0.215 ... 0.585
+    assert (w[:15] == 0).all() and (w[65:] == 0).all()
+    assert 0 < w[17] < 1 and 0 < w[62] < 1
+    assert C.band_weights(10, 0.0, 1.0).min() == 1

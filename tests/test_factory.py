@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -365,3 +366,51 @@ def test_composer_sprite_cache_changes_nothing(shard_dataset, shared_inputs):
         np.testing.assert_array_equal(cached.composite, plain.composite)
         np.testing.assert_array_equal(cached.mask, plain.mask)
         np.testing.assert_array_equal(cached.depth, plain.depth)
+
+
+def test_camouflage_recolours_only_people_and_keeps_placements(shard_dataset, shared_inputs):
+    """The same samples as without camouflage (own random stream): masks, depth and the room equal, the people
+    recoloured, each recorded with its band."""
+    from fgdepth.factory import Composer
+
+    world = load_world(shard_dataset)
+    cfg = shared_inputs.config()
+    camo_cfg = dataclasses.replace(cfg, camouflage=1.0, camouflage_held_out=True)
+    plan = make_plan(cfg, world)
+    plain, camo = Composer(cfg, world, plan), Composer(camo_cfg, world, plan)
+    changed = 0
+    for i in range(0, plan.total, max(1, plan.total // 12)):
+        a, b = plain.sample(i), camo.sample(i)
+        np.testing.assert_array_equal(a.composed.mask, b.composed.mask)
+        np.testing.assert_array_equal(a.composed.depth, b.composed.depth)
+        near = cv2.dilate(a.composed.mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        np.testing.assert_array_equal(a.composed.composite[~near], b.composed.composite[~near])
+        changed += int((a.composed.composite != b.composed.composite).any())
+        assert "camouflage" not in a.meta and 0.5 <= b.meta["camouflage"] <= 1.0
+        assert 0 <= b.meta["camouflage_top"] < b.meta["camouflage_bottom"] <= 1
+        assert {k: v for k, v in b.meta.items() if not k.startswith("camouflage")} == a.meta
+    assert changed >= 10
+
+
+def test_camouflage_setting_is_checked_and_absent_from_old_identities(shared_inputs):
+    cfg = shared_inputs.config()
+    identity = cfg.identity()  # datasets made before the setting resume
+    assert "camouflage" not in identity and "camouflage_held_out" not in identity
+    assert dataclasses.replace(cfg, camouflage=0.3).identity()["camouflage"] == 0.3
+    with pytest.raises(ValueError, match="--camouflage"):
+        dataclasses.replace(cfg, camouflage=1.5).validate()
+
+
+def test_camouflage_leaves_held_out_samples_alone_by_default(shard_dataset, shared_inputs):
+    from fgdepth.factory import Composer
+
+    world = load_world(shard_dataset)
+    cfg = dataclasses.replace(shared_inputs.config(), camouflage=1.0)
+    composer = Composer(cfg, world, make_plan(cfg, world))
+    seen = set()
+    for i in range(composer.plan.total):
+        meta = composer.sample(i).meta
+        training = meta["bg_split"] == meta["fg_split"] == "train"
+        assert ("camouflage" in meta) == training
+        seen.add(training)
+    assert seen == {True, False}

@@ -89,6 +89,12 @@ def make_dataset_cmd(
     fg_height: str = typer.Option(
         "0.35:0.65", help="Random placement height LO:HI, fraction of size (<=1) or px."
     ),
+    camouflage: float = typer.Option(
+        0.0, help="Fraction of training samples whose person has clothing coloured like the room behind."
+    ),
+    camouflage_held_out: bool = typer.Option(
+        False, help="Camouflage validation and test samples too (a test set of camouflaged people)."
+    ),
     val_fraction: float = typer.Option(
         0.1, help="Fraction of backgrounds and of people held out for validation."
     ),
@@ -136,6 +142,8 @@ def make_dataset_cmd(
         flip=flip,
         placement=placement,
         fg_height=_parse_range(fg_height),
+        camouflage=camouflage,
+        camouflage_held_out=camouflage_held_out,
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         depth=depth,

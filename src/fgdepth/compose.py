@@ -29,6 +29,9 @@ MIN_HEIGHT_PX = 12  # smaller people carry no usable mask signal at 224 px
 MIN_HEAD_DEPTH_RATIO = 0.6  # geometry placement: the head's depth is at least this fraction of the feet's
 
 
+_CAMOUFLAGE_FIELDS = ("camouflage", "camouflage_top", "camouflage_bottom")
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where and how one sprite is pasted (all in background pixels)."""
@@ -42,11 +45,22 @@ class Placement:
     person_depth: float  # depth at the ground-contact point (metres or relative units; 0 = unknown)
     gain: float = 1.0  # brightness of the person (light differs across the room)
     shadow: float = 0.0  # contact-shadow strength in [0, 1)
+    # > 0: a band of the person's rows takes the colour of the room behind it (see camouflage): the strength, and
+    # the band's top and bottom as fractions of the sprite's height
+    camouflage: float = 0.0
+    camouflage_top: float = 0.0
+    camouflage_bottom: float = 1.0
 
     def to_dict(self) -> dict:
         # fields() rather than asdict(): the same dict without asdict's deep copies (~0.2 ms a sample)
         values = ((f.name, getattr(self, f.name)) for f in fields(self))
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in values}
+        d = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in values}
+        if (
+            not self.camouflage
+        ):  # records (and datasets) without camouflage stay as they were before it existed
+            for k in _CAMOUFLAGE_FIELDS:
+                del d[k]
+        return d
 
 
 @dataclass
@@ -201,6 +215,61 @@ def _contact_shadow(image: np.ndarray, bg: Background, p: Placement) -> np.ndarr
     return out
 
 
+def sample_camouflage(rng: np.random.Generator) -> dict[str, float]:
+    """Placement fields of a camouflaged person: a band of 30-100 % of the body from a random row down (a shirt,
+    trousers, or all of them), moved most of the way to the room's colour, its own contrast halved at most."""
+    top = float(rng.uniform(0.0, 0.6))
+    return {
+        "camouflage": float(rng.uniform(0.5, 1.0)),
+        "camouflage_top": top,
+        "camouflage_bottom": min(1.0, top + float(rng.uniform(0.3, 1.0))),
+    }
+
+
+def camouflage(
+    over: np.ndarray,
+    alpha: np.ndarray,
+    under: np.ndarray,
+    strength: float,
+    band: np.ndarray,
+    sigma: float,
+) -> np.ndarray:
+    """The person's premultiplied colour ``over`` with a band of rows recoloured like the room behind it.
+
+    Where a person's clothes match the background, a model that learnt pixel difference leaves holes (the brief's
+    prototype did on real photographs). In the band, each pixel's colour c becomes
+    ``mu + k (c - mu) + strength (local - mu)``: mu the band's mean colour, ``local`` the background behind the
+    pixel blurred by ``sigma`` (the wall above, the floor below), k = 1 - strength / 2 (flatter cloth); the band's
+    shading and texture, the outline's blend (alpha) and the rest of the body stay.
+
+    Shape:
+        over: (h, w, 3) float32 premultiplied colour (alpha * rgb, 0-255); alpha: (h, w) float32 in [0, 1]
+        under: (h, w, 3) float32, the background behind; band: (h,) float32 row weights in [0, 1]
+        -> (h, w, 3) float32 premultiplied, within [0, 255 * alpha]
+    """
+    weight = alpha * band[:, None]
+    total = float(weight.sum())
+    if total < 1.0 or strength <= 0:
+        return over
+    rgb_sum = (over * band[:, None, None]).reshape(-1, 3).sum(0)
+    mu = (rgb_sum / total).astype(np.float32)  # the band's mean colour (alpha-weighted)
+    local = cv2.GaussianBlur(under, (0, 0), sigmaX=max(sigma, 0.5), borderType=cv2.BORDER_REFLECT)
+    k = np.float32(1.0 - 0.5 * strength)
+    a = alpha[..., None]
+    change = (k - 1) * (over - a * mu) + np.float32(strength) * a * (local - mu)
+    out = over + band[:, None, None] * change
+    return np.clip(out, 0.0, 255.0 * a)
+
+
+def band_weights(height: int, top: float, bottom: float) -> np.ndarray:
+    """(height,) float32 row weights: 1 between the fractions ``top`` and ``bottom`` of the height, ramping to 0
+    over 5 % of it on either side (cloth ends softly)."""
+    rows = (np.arange(height, dtype=np.float32) + 0.5) / max(height, 1)
+    ramp = np.float32(0.05)
+    w = np.minimum((rows - top) / ramp + 1, (bottom - rows) / ramp + 1)
+    return np.clip(w, 0.0, 1.0).astype(np.float32)
+
+
 def compose(
     bg: Background,
     fg: Foreground,
@@ -210,7 +279,8 @@ def compose(
 ) -> Composed:
     """Paste ``fg`` onto ``bg`` at ``p``.
 
-    Alpha 0 leaves the background's pixel exactly; alpha 255 copies the foreground's exactly. The mask is the
+    Alpha 0 leaves the background's pixel exactly; alpha 255 copies the foreground's exactly (but for a band that
+    ``p.camouflage`` recolours like the room behind it: :func:`camouflage`). The mask is the
     visible pasted pixels with alpha > 0.5. In ``geometry`` mode, pixels where the scene is nearer than the person
     stay background (pixels and depth). ``premult``: ``premultiplied_pyramid(premultiply(fg.rgba))`` if the caller
     keeps it (the same result, less work when one sprite is pasted many times).
@@ -248,6 +318,9 @@ def compose(
         alpha = alpha * in_front
         over = over * in_front[..., None]
     under = image[y0:y1, x0:x1].astype(np.float32)
+    if p.camouflage > 0:
+        band = band_weights(p.height, p.camouflage_top, p.camouflage_bottom)[sy0 : sy0 + (y1 - y0)]
+        over = camouflage(over, alpha, under, p.camouflage, band, sigma=0.25 * p.width)
     blended = under * (1.0 - alpha)[..., None] + over
     out = image.copy() if image is bg.rgb else image
     out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)

@@ -73,6 +73,12 @@ class FactoryConfig:
     placement: str = "auto"  # "random" | "geometry" | "auto" (geometry for the procedural world)
     fg_height: tuple[float, float] = (0.35, 0.65)  # random placement: fraction of bg height (<=1) or pixels;
     # the reference's 110 px of 224 (0.49) sits in the middle
+    # the fraction of samples whose person has a band of clothing recoloured like the room behind it
+    # (fgdepth.compose.camouflage): a model must then find people by shape, not by colour difference alone.
+    # Training samples only (room and person both training ones), as an augmentation, unless camouflage_held_out:
+    # held-out figures stay comparable with datasets made without it; a camouflaged test set sets both
+    camouflage: float = 0.0
+    camouflage_held_out: bool = False
     # splits: fractions of backgrounds and of people held out (people held out with their mirror images)
     val_fraction: float = 0.1
     test_fraction: float = 0.1
@@ -121,6 +127,9 @@ class FactoryConfig:
         d = to_dict(self)
         for k in ("workers", "strict", "teacher_batch", "extra", "engine", "ray_address"):
             d.pop(k)
+        if not self.camouflage:  # datasets made before the setting existed resume as they were
+            d.pop("camouflage")
+            d.pop("camouflage_held_out")
         d["placement"] = self.resolved_placement()
         d["depth"] = self.resolved_depth()
         return d
@@ -149,6 +158,7 @@ class FactoryConfig:
             (self.shard_size >= 1, "--shard-size must be >= 1"),
             (1 <= self.jpeg_quality <= 100, "--jpeg-quality must be in [1, 100]"),
             (self.limit is None or self.limit >= 1, "--limit must be >= 1"),
+            (0 <= self.camouflage <= 1, f"--camouflage must be in [0, 1], got {self.camouflage}"),
             (self.workers >= 1, "--workers must be >= 1"),
             (self.engine in ("local", "ray"), f"unknown --engine {self.engine!r}; valid: local, ray"),
             (self.teacher_batch >= 1, "--teacher-batch must be >= 1"),

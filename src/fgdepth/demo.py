@@ -39,6 +39,11 @@ class DemoConfig:
     # those crops fall beside the person (AugmentConfig.person_crop_spread), else some runs predict blobs there
     train_size: int = 48
     person_crop_p: float = 0.8
+    # 30 % of the training people have a band of clothing coloured like the room behind them (held-out splits stay
+    # as drawn): the model learns people's shape where colour difference fails, as on real photographs. 6 CPU
+    # min, seed 0: 1,000 unseen camouflaged samples IoU 0.827 -> 0.847 (recall 0.876 -> 0.907), clean test and
+    # dsE unchanged (0.918 / 0.903 -> 0.916 / 0.901); 60 % cost dsE 0.008 (README "Results", session 19)
+    camouflage: float = 0.3
     train_minutes: float = 6.0
     model: str = "tiny"
     seed: int = 0
@@ -66,6 +71,7 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str]
         limit=cfg.limit,
         size=cfg.size,
         shard_size=500,
+        camouflage=cfg.camouflage,
         seed=cfg.seed,
         workers=cfg.workers,
     )

@@ -18,7 +18,7 @@ import os
 import shutil
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from fgdepth.world import World, load_world, make_ids, quantise_background, stor
 
 # Stream tags so different kinds of draws from the same (seed, index) never share a generator.
 _STREAM_SAMPLE, _STREAM_SPLIT, _STREAM_ROOM, _STREAM_PERSON, _STREAM_LIMIT = 11, 12, 13, 14, 15
+_STREAM_CAMOUFLAGE = 16  # its own stream: a dataset with camouflage has the same placements as one without
 # Statistics look at every STATS_STRIDE-th pixel in each direction: cheap, deterministic, plenty for mean/std.
 STATS_STRIDE = 8
 
@@ -169,6 +170,13 @@ class Composer:
             p = C.sample_geometry_placement(rng, fg, bg, self._candidates[b])
         else:
             p = C.sample_random_placement(rng, fg, bg, tuple(self.cfg.fg_height))
+        if self.cfg.camouflage > 0 and (
+            self.cfg.camouflage_held_out
+            or self.world.bg_splits[b] == self.world.person_splits[person] == "train"
+        ):
+            rng = rng_for(self.cfg.seed, _STREAM_CAMOUFLAGE, index)
+            if rng.random() < self.cfg.camouflage:
+                p = replace(p, **C.sample_camouflage(rng))
         return b, person, flipped, k, p
 
     def sample(self, index: int) -> Sample:
