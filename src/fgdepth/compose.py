@@ -55,9 +55,8 @@ class Placement:
         # fields() rather than asdict(): the same dict without asdict's deep copies (~0.2 ms a sample)
         values = ((f.name, getattr(self, f.name)) for f in fields(self))
         d = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in values}
-        if (
-            not self.camouflage
-        ):  # records (and datasets) without camouflage stay as they were before it existed
+        # records (and datasets) without camouflage stay as they were before it existed
+        if not self.camouflage:
             for k in _CAMOUFLAGE_FIELDS:
                 del d[k]
         return d
@@ -217,7 +216,8 @@ def _contact_shadow(image: np.ndarray, bg: Background, p: Placement) -> np.ndarr
 
 def sample_camouflage(rng: np.random.Generator) -> dict[str, float]:
     """Placement fields of a camouflaged person: a band of 30-100 % of the body from a random row down (a shirt,
-    trousers, or all of them), moved most of the way to the room's colour, its own contrast halved at most."""
+    trousers, or all of them), moved 50-100 % of the way to the room's colour, its own contrast flattened by as
+    much (at most halved)."""
     top = float(rng.uniform(0.0, 0.6))
     return {
         "camouflage": float(rng.uniform(0.5, 1.0)),
@@ -247,8 +247,7 @@ def camouflage(
         under: (h, w, 3) float32, the background behind; band: (h,) float32 row weights in [0, 1]
         -> (h, w, 3) float32 premultiplied, within [0, 255 * alpha]
     """
-    weight = alpha * band[:, None]
-    total = float(weight.sum())
+    total = float((alpha * band[:, None]).sum())
     if total < 1.0 or strength <= 0:
         return over
     rgb_sum = (over * band[:, None, None]).reshape(-1, 3).sum(0)

@@ -1,0 +1,113 @@
+"""How a checkpoint's mask holds when the two shots differ as a real camera's do: JPEG, exposure, white balance,
+sensor noise, a pixel of misalignment, and all of them at once.
+
+Usage:
+    python benchmarks/shot_differences.py CKPT DATA [--selection test] [--limit 1000] [--seed 0]
+
+Each row changes the background shot of every sample (the composite as stored, except for noise, which both shots
+get, each its own; shifts are diagonal, (d, d) pixels at the dataset's size) and scores the checkpoint's masks and the classical baseline's (Otsu on |composite -
+background|, `fgdepth.baseline`). "Speckle" is the share of the image predicted foreground more than 2 px away
+from any true person (``fgdepth.losses.boundary_band``): what a model that learnt pixel difference marks on a
+room that has not changed. Every draw comes from a generator seeded by (seed, sample index).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import torch
+from mask_errors import iou
+
+from fgdepth.baseline import difference_mask
+from fgdepth.evaluate import iter_samples
+from fgdepth.losses import boundary_band
+from fgdepth.predict import Predictor
+
+Shots = tuple[np.ndarray, np.ndarray]  # (background, composite), (H, W, 3) uint8 RGB
+
+
+def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    assert ok
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _gain(image: np.ndarray, gains: tuple[float, float, float]) -> np.ndarray:
+    return np.clip(image.astype(np.float32) * np.float32(gains), 0, 255).round().astype(np.uint8)
+
+
+def _noise(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    noisy = image.astype(np.float32) + rng.normal(0.0, sigma, image.shape).astype(np.float32)
+    return np.clip(noisy, 0, 255).round().astype(np.uint8)
+
+
+def _shift(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """Moved by (dx, dy) pixels (bilinear where fractional), edges repeated."""
+    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(image, m, image.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
+
+
+def _all(bg: np.ndarray, comp: np.ndarray, rng: np.random.Generator) -> Shots:
+    bg = _shift(_gain(bg, (1.1, 1.05, 0.95)), 1, 0)
+    return _noise(_jpeg(bg, 60), 3.0, rng), _noise(comp, 3.0, rng)
+
+
+CHANGES: dict[str, Callable[[np.ndarray, np.ndarray, np.random.Generator], Shots]] = {
+    "none (as stored)": lambda bg, comp, rng: (bg, comp),
+    "background JPEG q50": lambda bg, comp, rng: (_jpeg(bg, 50), comp),
+    "background exposure x1.15": lambda bg, comp, rng: (_gain(bg, (1.15, 1.15, 1.15)), comp),
+    "background exposure x0.85": lambda bg, comp, rng: (_gain(bg, (0.85, 0.85, 0.85)), comp),
+    "background white balance (1.08, 1, 0.92)": lambda bg, comp, rng: (_gain(bg, (1.08, 1.0, 0.92)), comp),
+    "noise sigma 4 on both shots": lambda bg, comp, rng: (_noise(bg, 4.0, rng), _noise(comp, 4.0, rng)),
+    "background shifted 0.5 px": lambda bg, comp, rng: (_shift(bg, 0.5, 0.5), comp),
+    "background shifted 1 px": lambda bg, comp, rng: (_shift(bg, 1, 1), comp),
+    "all: x1.1 warm, 1 px, q60, noise 3": _all,
+}
+
+
+def _scores(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
+    """IoU (1 when both are empty) and speckle: the image's share predicted beyond 2 px of the true people."""
+    near = boundary_band(torch.from_numpy(true.astype(np.float32))[None, None])[0, 0].numpy() > 0.5
+    return iou(pred, true), float(np.mean(pred & ~true & ~near))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoint")
+    ap.add_argument("data")
+    ap.add_argument("--selection", default="test")
+    ap.add_argument("--limit", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    samples = list(itertools.islice(iter_samples(args.data, args.selection), args.limit))
+    predictor = Predictor.load(args.checkpoint, default_size=samples[0]["composite"].shape[0])
+    truth = [s["mask"].astype(bool) for s in samples]
+    print(f"{len(samples)} samples of {args.data} ({args.selection}), {args.checkpoint}")
+    print(
+        f"{'change between the shots':42s} {'IoU':>6s} {'speckle %':>9s} {'baseline IoU':>12s} {'speckle %':>9s}"
+    )
+    for c, (name, change) in enumerate(CHANGES.items()):
+        shots = [
+            change(s["background"], s["composite"], np.random.default_rng([args.seed, c, i]))
+            for i, s in enumerate(samples)
+        ]
+        outputs = predictor.raw(
+            [b for b, _ in shots], [x for _, x in shots], [s.get("focal") for s in samples]
+        )
+        model = np.array([_scores(logits > 0, t) for (logits, _), t in zip(outputs, truth)])
+        base = np.array([_scores(difference_mask(b, x), t) for (b, x), t in zip(shots, truth)])
+        print(
+            f"{name:42s} {model[:, 0].mean():6.3f} {100 * model[:, 1].mean():9.3f} "
+            f"{base[:, 0].mean():12.3f} {100 * base[:, 1].mean():9.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
