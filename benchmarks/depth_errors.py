@@ -59,13 +59,17 @@ def samples_and_outputs(
         for s in itertools.islice(iter_samples(args.data, args.selection), args.limit)
         if not need_depth or s["depth"] is not None
     ]
-    predictor = Predictor.load(args.checkpoint, default_size=samples[0]["composite"].shape[0])
-    outputs = predictor.raw(
+    return samples, checkpoint_outputs(args.checkpoint, samples)
+
+
+def checkpoint_outputs(checkpoint: str, samples: list[dict]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A checkpoint's ``(mask_logits, depth)`` on each sample, through each image's camera (``Predictor.raw``)."""
+    predictor = Predictor.load(checkpoint, default_size=samples[0]["composite"].shape[0])
+    return predictor.raw(
         [s["background"] for s in samples],
         [s["composite"] for s in samples],
         [s.get("focal") for s in samples],
     )
-    return samples, outputs
 
 
 def main() -> None:

@@ -17,10 +17,10 @@ import itertools
 
 import cv2
 import numpy as np
+from depth_errors import checkpoint_outputs
 from mask_errors import iou
 
 from fgdepth.evaluate import iter_samples
-from fgdepth.predict import Predictor
 
 
 def _labelled(mask: np.ndarray, text: str) -> np.ndarray:
@@ -40,16 +40,8 @@ def main() -> None:
     args = ap.parse_args()
 
     samples = list(itertools.islice(iter_samples(args.data, args.selection), args.limit))
-    size = samples[0]["composite"].shape[0]
-    masks = []  # per checkpoint, per sample: bool (H, W)
-    for path in args.checkpoint:
-        predictor = Predictor.load(path, default_size=size)
-        outputs = predictor.raw(
-            [s["background"] for s in samples],
-            [s["composite"] for s in samples],
-            [s.get("focal") for s in samples],
-        )
-        masks.append([logits > 0 for logits, _ in outputs])
+    # per checkpoint, per sample: bool (H, W)
+    masks = [[logits > 0 for logits, _ in checkpoint_outputs(path, samples)] for path in args.checkpoint]
     truth = [s["mask"].astype(bool) for s in samples]
     scores = np.array([[iou(m, t) for m, t in zip(ms, truth)] for ms in masks])  # (checkpoints, samples)
     for path, row in zip(args.checkpoint, scores):

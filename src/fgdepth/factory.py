@@ -153,6 +153,8 @@ class Composer:
         # the premultiplied sprite pyramid of the last foreground: consecutive indices share one for ``placements``
         # samples
         self._premult: tuple[tuple[int, bool], list[np.ndarray]] | None = None
+        # the shard groups whose people camouflage may recolour: the training selection's, or every one
+        self._camouflage_groups = set(schema.selection_groups("all" if cfg.camouflage_held_out else "train"))
 
     def premultiplied(self, person: int, flipped: bool) -> list[np.ndarray]:
         if self._premult is None or self._premult[0] != (person, flipped):
@@ -170,10 +172,8 @@ class Composer:
             p = C.sample_geometry_placement(rng, fg, bg, self._candidates[b])
         else:
             p = C.sample_random_placement(rng, fg, bg, tuple(self.cfg.fg_height))
-        if self.cfg.camouflage > 0 and (
-            self.cfg.camouflage_held_out
-            or self.world.bg_splits[b] == self.world.person_splits[person] == "train"
-        ):
+        group = schema.group_name(self.world.bg_splits[b], self.world.person_splits[person])
+        if self.cfg.camouflage > 0 and group in self._camouflage_groups:
             rng = rng_for(self.cfg.seed, _STREAM_CAMOUFLAGE, index)
             if rng.random() < self.cfg.camouflage:
                 p = replace(p, **C.sample_camouflage(rng))
