@@ -1,4 +1,5 @@
-"""Inference latency per (background, composite) pair: PyTorch fp32, PyTorch bf16 autocast, onnxruntime.
+"""Inference latency per (background, composite) pair: PyTorch fp32, PyTorch bf16 autocast, onnxruntime; and the
+registration of the shots that the predictor runs first (``fgdepth.register``, on the CPU).
 
 Latency per pair = best-of-``--repeats`` time of one call / batch size (the CPU may be shared; re-run on a
 quiet machine for figures to quote). Target: ``tiny`` under 15 ms per pair at 192 px with onnxruntime.
@@ -101,6 +102,31 @@ def bench_preset(
     return rows
 
 
+def bench_register(size: int, repeats: int) -> list[dict]:
+    """The registration of the shots (``fgdepth.register``, the predictor's default; CPU, per pair, at the pair's
+    own size): a pair that needs nothing, and one moved by a pixel and re-exposed (both corrections applied)."""
+    import cv2
+    import numpy as np
+
+    from fgdepth.register import register_background
+
+    rng = np.random.default_rng(0)
+    room = cv2.GaussianBlur(rng.uniform(0, 255, (size, size, 3)).astype(np.float32), (0, 0), 2)
+    room = cv2.normalize(room, None, 20, 230, cv2.NORM_MINMAX).astype(np.uint8)
+    comp = room.copy()
+    comp[size // 4 : size * 3 // 4, size // 3 : size // 2] = (200, 60, 40)
+    moved = cv2.warpAffine(
+        room, np.float32([[1, 0, 1], [0, 1, 1]]), (size, size), borderMode=cv2.BORDER_REPLICATE
+    )
+    moved = np.clip(moved * np.float32((1.1, 1.05, 0.95)), 0, 255).astype(np.uint8)
+    rows = []
+    for name, bg in (("register-0", room), ("register-1px", moved)):
+        ms = best_time(lambda bg=bg: register_background(bg, comp), repeats) * 1000
+        rows.append({"preset": "-", "size": size, "batch": 1, "engine": name, "ms_per_pair": round(ms, 3)})
+        print(f"{'-':<7} {size:>5} {1:>5} {name:<12} {ms:>8.2f}", flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", action="append", default=None, help="repeatable; default: tiny, small")
@@ -129,6 +155,7 @@ def main() -> None:
             rows += bench_preset(
                 preset, args.size, args.batch or [1, 16], args.repeats, Path(tmp), overrides, args.device
             )
+    rows += bench_register(args.size, args.repeats)
     if args.json:
         meta = {
             "torch": torch.__version__,

@@ -5,8 +5,10 @@ Usage:
     python benchmarks/shot_differences.py CKPT DATA [--selection test] [--limit 1000] [--seed 0]
 
 Each row changes the background shot of every sample (the composite as stored, except for noise, which both shots
-get, each its own; shifts are diagonal, (d, d) pixels at the dataset's size) and scores the checkpoint's masks and
-the classical baseline's (Otsu on |composite - background|, `fgdepth.baseline`). "Speckle" is the share of the
+get, each its own; shifts are diagonal, (d, d) pixels at the dataset's size) and scores the checkpoint's masks
+without and with the registration of the shots (`fgdepth.register`: the background moved and re-exposed to match
+the composite, the predictor's default) and the classical baseline's (Otsu on |composite - background|,
+`fgdepth.baseline`, on the shots as changed). "Speckle" is the share of the
 image predicted foreground more than 2 px away from any true person (``fgdepth.losses.boundary_band``): what a
 model that learnt pixel difference marks on a room that has not changed. Every draw comes from a generator seeded
 by (seed, row, sample index).
@@ -54,6 +56,13 @@ def _shift(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
     return cv2.warpAffine(image, m, image.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
 
 
+def _rotate(image: np.ndarray, degrees: float) -> np.ndarray:
+    """Turned by ``degrees`` about the image's centre (a camera knocked, not moved), edges repeated."""
+    h, w = image.shape[:2]
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, 1.0)
+    return cv2.warpAffine(image, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
+
+
 def _all(bg: np.ndarray, comp: np.ndarray, rng: np.random.Generator) -> Shots:
     bg = _shift(_gain(bg, (1.1, 1.05, 0.95)), 1, 0)
     return _noise(_jpeg(bg, 60), 3.0, rng), _noise(comp, 3.0, rng)
@@ -68,6 +77,8 @@ CHANGES: dict[str, Callable[[np.ndarray, np.ndarray, np.random.Generator], Shots
     "noise sigma 4 on both shots": lambda bg, comp, rng: (_noise(bg, 4.0, rng), _noise(comp, 4.0, rng)),
     "background shifted 0.5 px": lambda bg, comp, rng: (_shift(bg, 0.5, 0.5), comp),
     "background shifted 1 px": lambda bg, comp, rng: (_shift(bg, 1, 1), comp),
+    "background shifted 3 px": lambda bg, comp, rng: (_shift(bg, 3, 3), comp),
+    "background rotated 0.5 degrees": lambda bg, comp, rng: (_rotate(bg, 0.5), comp),
     "all: x1.1 warm, 1 px, q60, noise 3": _all,
 }
 
@@ -85,6 +96,7 @@ def main() -> None:
     ap.add_argument("--selection", default="test")
     ap.add_argument("--limit", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", default=None, help="only the changes whose name contains this text")
     args = ap.parse_args()
 
     samples = list(itertools.islice(iter_samples(args.data, args.selection), args.limit))
@@ -96,20 +108,30 @@ def main() -> None:
     ]
     print(f"{len(samples)} samples of {args.data} ({args.selection}), {args.checkpoint}")
     print(
-        f"{'change between the shots':42s} {'IoU':>6s} {'speckle %':>9s} {'baseline IoU':>12s} {'speckle %':>9s}"
+        f"{'change between the shots':42s} {'IoU':>6s} {'speckle %':>9s} {'registered':>10s} {'speckle %':>9s} "
+        f"{'baseline IoU':>12s} {'speckle %':>9s}"
     )
     for c, (name, change) in enumerate(CHANGES.items()):
+        if args.only is not None and args.only not in name:
+            continue
         shots = [
             change(s["background"], s["composite"], np.random.default_rng([args.seed, c, i]))
             for i, s in enumerate(samples)
         ]
-        outputs = predictor.raw(
-            [b for b, _ in shots], [x for _, x in shots], [s.get("focal") for s in samples]
-        )
-        model = np.array([_scores(logits > 0, t, n) for (logits, _), t, n in zip(outputs, truth, bands)])
+        scores = []
+        for register in (False, True):
+            predictor.register = register
+            outputs = predictor.raw(
+                [b for b, _ in shots], [x for _, x in shots], [s.get("focal") for s in samples]
+            )
+            scores.append(
+                np.array([_scores(logits > 0, t, n) for (logits, _), t, n in zip(outputs, truth, bands)])
+            )
         base = np.array([_scores(difference_mask(b, x), t, n) for (b, x), t, n in zip(shots, truth, bands)])
+        raw, registered = scores
         print(
-            f"{name:42s} {model[:, 0].mean():6.3f} {100 * model[:, 1].mean():9.3f} "
+            f"{name:42s} {raw[:, 0].mean():6.3f} {100 * raw[:, 1].mean():9.3f} "
+            f"{registered[:, 0].mean():10.3f} {100 * registered[:, 1].mean():9.3f} "
             f"{base[:, 0].mean():12.3f} {100 * base[:, 1].mean():9.3f}"
         )
 

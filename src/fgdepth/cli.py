@@ -341,6 +341,10 @@ def _device(name: str) -> str:
     return name
 
 
+_REGISTER_HELP = (
+    "Move and re-expose the background to match the composite first (a global shift and a gain per channel, as "
+    "a static camera's two shots differ)."
+)
 _MASK_SCALE_HELP = (
     "The mask network's input enlargement in place of the checkpoint's (tiny: 1.4): lower is faster, higher "
     "gives small people finer outlines."
@@ -373,6 +377,7 @@ def evaluate_cmd(
     ),
     tta: bool = typer.Option(False, "--tta", help="Average with the mirror image's prediction (2x compute)."),
     mask_scale: float | None = typer.Option(None, help=_MASK_SCALE_HELP),
+    register: bool = typer.Option(True, help=_REGISTER_HELP),
 ) -> None:
     """Evaluate a model against the classical baseline: prints a table, writes JSON / CSV."""
     from fgdepth.evaluate import evaluate, table_lines, write_csv, write_json
@@ -383,7 +388,7 @@ def evaluate_cmd(
         result = evaluate(
             checkpoint, data, selection=selection, align=align, batch_size=batch_size, size=size,
             limit=limit, per_sample=csv_out is not None, onnx=onnx, device=_device(device), hfov=hfov,
-            intrinsics=intrinsics, flip_tta=tta, mask_scale=mask_scale,
+            intrinsics=intrinsics, flip_tta=tta, mask_scale=mask_scale, register=register,
         )  # fmt: skip
     except (FileNotFoundError, ValueError, ImportError) as err:
         _fail(str(err))
@@ -420,6 +425,7 @@ def predict_cmd(
     ),
     tta: bool = typer.Option(False, "--tta", help="Average with the mirror image's prediction (2x compute)."),
     mask_scale: float | None = typer.Option(None, help=_MASK_SCALE_HELP),
+    register: bool = typer.Option(True, help=_REGISTER_HELP),
 ) -> None:
     """Masks (0/255 PNG), depth (uint16 mm PNG), colour depth and overlays for images or a video."""
     from fgdepth.predict import predict
@@ -432,7 +438,7 @@ def predict_cmd(
         summary = predict(
             background, out, checkpoint=checkpoint, onnx=onnx, image=image, images=images, video=video,
             size=size, batch_size=batch_size, device=_device(device), hfov=hfov, flip_tta=tta,
-            mask_scale=mask_scale,
+            mask_scale=mask_scale, register=register,
         )  # fmt: skip
     except (FileNotFoundError, ValueError, OSError, ImportError) as err:
         _fail(str(err))

@@ -211,6 +211,7 @@ def evaluate(
     intrinsics: bool = True,
     flip_tta: bool = False,
     mask_scale: float | None = None,
+    register: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint (or an ONNX model: ``checkpoint=None, onnx=path``) on ``data``.
 
@@ -228,6 +229,8 @@ def evaluate(
             result says which: ``hfov <deg>``, ``intrinsics`` or ``canonical``.
         flip_tta: predict each pair and its mirror image and average (test-time augmentation, 2x the compute).
         mask_scale: the mask network's input enlargement in place of the checkpoint's (:func:`fgdepth.load_model`).
+        register: move and re-expose each background to match its composite before the model
+            (:mod:`fgdepth.register`); the baseline sees the shots as stored.
 
     Returns:
         ``{mask_iou, mask_f1, depth_abs_rel, depth_rmse, depth_delta1, baseline_mask_iou, num_samples,
@@ -248,6 +251,7 @@ def evaluate(
         hfov=hfov,
         flip_tta=flip_tta,
         mask_scale=mask_scale,
+        register=register,
     )
     if info["fgdepth"]:
         schema.selection_groups(selection)  # raises naming the valid selections
@@ -266,6 +270,7 @@ def evaluate(
         size=predictor.size,
         camera=f"hfov {hfov:g}" if hfov is not None else ("intrinsics" if use_intrinsics else "canonical"),
         flip_tta=flip_tta,
+        register=register,
         mask_scale=predictor.model.config.mask_scale if predictor.model is not None else None,
     )
     if per_sample:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from fgdepth.data import codec, schema
 from fgdepth.intrinsics import depth_at_focal, focal_from_hfov
+from fgdepth.register import register_background
 from fgdepth.viz import colorize_depth, overlay_mask, save_png, write_atomic
 
 DEFAULT_SIZE = 192  # the reference resolution, when neither the checkpoint nor the data says otherwise
@@ -98,6 +99,9 @@ class Predictor:
     own resolution. Pairs with the same model input size are batched (``batch_size``). The caller places the
     torch model on ``device``.
 
+    With ``register`` (the default), each background is first moved and re-exposed to match its composite
+    (:func:`fgdepth.register.register_background`); the composite is used as given.
+
     Cameras (models with a canonical camera, :mod:`fgdepth.intrinsics`): pair i is seen through ``focals[i]``
     (focal length / short side) when given and > 0, else through a lens of horizontal field of view ``hfov``
     (degrees) when set, else through the canonical camera. Models without one ignore both.
@@ -111,6 +115,9 @@ class Predictor:
     name: str = field(default="model")
     hfov: float | None = None
     flip_tta: bool = False  # test-time augmentation: also predict the mirror image, average (2x the compute)
+    # move and re-expose each background to match its composite first (fgdepth.register: a global shift and a gain
+    # per channel, as a static camera's two shots differ)
+    register: bool = True
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.onnx is None):
@@ -150,6 +157,7 @@ class Predictor:
         hfov: float | None = None,
         flip_tta: bool = False,
         mask_scale: float | None = None,
+        register: bool = True,
     ) -> Predictor:
         """From a checkpoint (``.safetensors`` / ``.pt`` / ``.ckpt``) or an ``.onnx`` file. ``size`` defaults to
         the checkpoint's training size (:func:`checkpoint_train_size`), else ``default_size``, else 192.
@@ -172,7 +180,13 @@ class Predictor:
             )
         if size is None:
             size = trained or default_size or DEFAULT_SIZE
-        common = {"size": size, "batch_size": batch_size, "hfov": hfov, "flip_tta": flip_tta}
+        common = {
+            "size": size,
+            "batch_size": batch_size,
+            "hfov": hfov,
+            "flip_tta": flip_tta,
+            "register": register,
+        }
         if onnx is not None:
             from fgdepth.export import OnnxRunner
 
@@ -240,6 +254,8 @@ class Predictor:
                     f"pair {i}: background {bg.shape} and composite {comp.shape} must be one (H, W, 3)"
                 )
             groups.setdefault(model_input_size(*comp.shape[:2], self.size), []).append(i)
+        if self.register:
+            backgrounds = [register_background(b, c)[0] for b, c in zip(backgrounds, composites, strict=True)]
         for hw, idx in groups.items():
             for start in range(0, len(idx), self.batch_size):
                 chunk = idx[start : start + self.batch_size]
@@ -425,12 +441,14 @@ def predict(
     hfov: float | None = None,
     flip_tta: bool = False,
     mask_scale: float | None = None,
+    register: bool = True,
 ) -> dict[str, object]:
     """Predict one image, a folder of images or a video (exactly one of ``image`` / ``images`` / ``video``)
     against the empty-scene ``background`` with a checkpoint or an ONNX model; write the outputs under ``out``.
     ``hfov``: the camera's horizontal field of view in degrees, for models with a canonical camera (without it,
     depth is as through the canonical camera). ``flip_tta``: average with the mirror image's prediction.
     ``mask_scale``: the mask network's input enlargement in place of the checkpoint's (:func:`fgdepth.load_model`).
+    ``register``: move and re-expose the background to match each input first (:mod:`fgdepth.register`).
 
     Returns a summary ``{"model", "size", "outputs": [...]}`` (also written to ``out/predict.json``).
     """
@@ -445,6 +463,7 @@ def predict(
         hfov=hfov,
         flip_tta=flip_tta,
         mask_scale=mask_scale,
+        register=register,
     )
     bg_path = Path(background)
     if not bg_path.is_file():
@@ -461,6 +480,12 @@ def predict(
         if missing or not paths:
             raise FileNotFoundError(f"no input image at {', '.join(missing) or images}")
         outputs = predict_images(predictor, bg, paths, out)
-    summary = {"model": predictor.name, "size": predictor.size, "hfov": hfov, "outputs": outputs}
+    summary = {
+        "model": predictor.name,
+        "size": predictor.size,
+        "hfov": hfov,
+        "register": register,
+        "outputs": outputs,
+    }
     write_atomic(out / "predict.json", json.dumps(summary, indent=2).encode())
     return summary
