@@ -213,6 +213,12 @@ def test_cli_options_given_override_the_yaml_and_defaults_do_not(tmp_path: Path,
     assert r.exit_code == 0, r.output
     assert seen[-1].max_minutes is None and seen[-1].model == "tiny"
 
+    # --person-crop sets one field of the YAML's augment_config and keeps the others
+    yaml_file.write_text("data: /somewhere\naugment_config: {person_crop_p: 0.2, flip_p: 0.0}\n")
+    r = runner.invoke(app, ["train", "--config", str(yaml_file), "--person-crop", "0.8"])
+    assert r.exit_code == 0, r.output
+    assert seen[-1].augment_config == {"person_crop_p": 0.8, "flip_p": 0.0}
+
     r = runner.invoke(app, ["train", "--config", str(tmp_path / "missing.yaml")])
     assert r.exit_code == 2 and "missing.yaml" in r.output
     r = runner.invoke(app, ["train"])

@@ -270,6 +270,11 @@ def train_cmd(
         None,
         help="See samples at this size: train on --size crops of them, validate and predict whole images.",
     ),
+    person_crop: float | None = typer.Option(
+        None,
+        help="Share of the training crops moved onto a person (augment_config.person_crop_p; the demo: 0.8 "
+        "with --size 48 --infer-size 160) [default: 0].",
+    ),
     batch_size: int | None = typer.Option(None, help="Batch size per device [default: 32]."),
     lr: float | None = typer.Option(None, help="Peak learning rate, one-cycle schedule [default: 0.003]."),
     max_minutes: float | None = typer.Option(None, help="Time budget in minutes, 0 = none [default: 6]."),
@@ -322,6 +327,8 @@ def train_cmd(
     if given.get("max_minutes") == 0:
         given["max_minutes"] = None  # 0 = no budget
     merged = {**base, **given}
+    if person_crop is not None:  # one field of the YAML's augment_config, the others kept
+        merged["augment_config"] = {**(merged.get("augment_config") or {}), "person_crop_p": person_crop}
     if not merged.get("data"):
         _fail("give the dataset: --data DIR (or data: in --config)")
     try:
