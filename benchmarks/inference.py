@@ -107,6 +107,7 @@ def bench_register(size: int, repeats: int) -> list[dict]:
     own size): a pair that needs nothing, and one moved by a pixel and re-exposed (both corrections applied)."""
     import cv2
     import numpy as np
+    from shot_differences import _gain, _shift  # the benchmark's own camera changes
 
     from fgdepth.register import register_background
 
@@ -115,10 +116,7 @@ def bench_register(size: int, repeats: int) -> list[dict]:
     room = cv2.normalize(room, None, 20, 230, cv2.NORM_MINMAX).astype(np.uint8)
     comp = room.copy()
     comp[size // 4 : size * 3 // 4, size // 3 : size // 2] = (200, 60, 40)
-    moved = cv2.warpAffine(
-        room, np.float32([[1, 0, 1], [0, 1, 1]]), (size, size), borderMode=cv2.BORDER_REPLICATE
-    )
-    moved = np.clip(moved * np.float32((1.1, 1.05, 0.95)), 0, 255).astype(np.uint8)
+    moved = _gain(_shift(room, 1, 1), (1.1, 1.05, 0.95))
     rows = []
     for name, bg in (("register-0", room), ("register-1px", moved)):
         ms = best_time(lambda bg=bg: register_background(bg, comp), repeats) * 1000
