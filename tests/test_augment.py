@@ -223,6 +223,20 @@ def test_batch_augment_is_seeded_and_changes_only_the_images_photometrically():
     assert float(a[schema.COMPOSITE].min()) >= 0 and float(a[schema.COMPOSITE].max()) <= 1
 
 
+def test_pixel_noise_comes_from_a_seed_the_generator_draws():
+    from fgdepth.data.augment import _pixel_noise
+
+    x = torch.zeros(4, 3, 40, 40, dtype=torch.float64)
+    a, b, c = (_pixel_noise(x, torch.Generator().manual_seed(s)) for s in (1, 1, 2))
+    assert a.shape == x.shape and a.dtype == x.dtype and a.device == x.device
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert abs(float(a.mean())) < 0.05 and abs(float(a.std()) - 1) < 0.05
+    # the generator moves on by one draw, whatever the noise's size: the draws after it do not depend on it
+    g, h = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    _pixel_noise(x, g), _pixel_noise(x[:1, :1], h)
+    assert torch.equal(torch.rand(5, generator=g), torch.rand(5, generator=h))
+
+
 def test_jpeg_simulation_is_close_to_a_real_jpeg():
     rng = np.random.default_rng(0)
     img = cv2.GaussianBlur(rng.uniform(0, 255, (64, 64, 3)).astype(np.float32), (0, 0), 2)

@@ -4,6 +4,7 @@ has none); ``python -m pytest tests/test_cuda.py`` on a GPU machine runs them.""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -98,11 +99,19 @@ def test_mixed_precision_steps_train_on_cuda(dtype: torch.dtype) -> None:
 
 
 def test_augment_on_cuda_matches_cpu(exact_fp32) -> None:
-    """Every draw comes from the CPU generator, so a GPU batch gets the CPU batch's augmentation."""
+    """Every draw but the per-pixel noise comes from the CPU generator, so a GPU batch gets the CPU batch's
+    augmentation; the noise is drawn on the GPU from a seed the CPU generator draws: the same seed, the same noise."""
     from fgdepth.data.augment import AugmentConfig, BatchAugment
 
-    aug = BatchAugment(AugmentConfig(size=40))
     batch = _batch(6, 56, seed=3)
+    noisy = BatchAugment(AugmentConfig(size=40))
+    on_gpu = {k: v.cuda() for k, v in batch.items()}
+    first, again = (noisy(on_gpu, torch.Generator().manual_seed(11)) for _ in range(2))
+    other = noisy(on_gpu, torch.Generator().manual_seed(12))
+    assert torch.equal(first[schema.COMPOSITE], again[schema.COMPOSITE])
+    assert not torch.equal(first[schema.COMPOSITE], other[schema.COMPOSITE])
+
+    aug = BatchAugment(AugmentConfig(size=40, noise_std=0.0))
     ref = aug(batch, torch.Generator().manual_seed(11))
     got = aug({k: v.cuda() for k, v in batch.items()}, torch.Generator().manual_seed(11))
     assert set(got) == set(ref)
@@ -142,6 +151,25 @@ def test_fit_on_cuda(shard_dataset: Path, tmp_path: Path, precision: str) -> Non
     with torch.no_grad():
         out = model(torch.rand(1, 3, 40, 40), torch.rand(1, 3, 40, 40))
     assert torch.isfinite(out[schema.DEPTH_PRED]).all()
+
+
+def test_fit_on_cuda_compiled(shard_dataset: Path, tmp_path: Path) -> None:
+    """--compile reduce-overhead: the training step's networks and loss as CUDA graphs under Lightning (bf16-mixed,
+    gradient clipping, logging); the run trains and its checkpoint loads on the CPU."""
+    import fgdepth
+
+    cfg = _train_cfg(
+        shard_dataset, tmp_path / "run", compile="reduce-overhead", max_steps=6, val_every_steps=3
+    )
+    metrics = fit(cfg)
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["global_step"] == 6 and summary["config"]["compile"] == "reduce-overhead"
+    assert 0.0 <= metrics["mask_iou"] <= 1.0 and np.isfinite(metrics["depth_abs_rel"])
+    with open(tmp_path / "run" / "logs" / "metrics.csv") as f:
+        losses = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
+    assert len(losses) >= 5 and all(np.isfinite(losses))
+    model = fgdepth.load_model(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert all(p.device.type == "cpu" for p in model.parameters())
 
 
 def test_ddp_over_nccl_on_the_gpus(shard_dataset: Path, tmp_path: Path) -> None:

@@ -296,6 +296,12 @@ def train_cmd(
     strategy: str | None = typer.Option(None, help="auto | ddp | ddp_spawn | ... [default: auto]."),
     num_nodes: int | None = typer.Option(None, help="Nodes, multi-node DDP [default: 1]."),
     num_workers: int | None = typer.Option(None, help="Data-loader workers per device [default: 0]."),
+    compile_mode: str | None = typer.Option(
+        None,
+        "--compile",
+        help="torch.compile the training step: default | reduce-overhead (CUDA graphs, for GPUs) | max-autotune "
+        "| max-autotune-no-cudagraphs [default: off].",
+    ),
     seed: int | None = typer.Option(None, help="Seed [default: 0]."),
     resume: str | None = typer.Option(None, help="Checkpoint to resume, or 'last'."),
     config: Path | None = typer.Option(
@@ -320,7 +326,7 @@ def train_cmd(
             weighting=weighting, ema_decay=ema_decay, precision=precision, augment=augment,
             devices=int(devices) if devices is not None and devices.isdigit() else devices,
             accelerator=accelerator, strategy=strategy, num_nodes=num_nodes, num_workers=num_workers, seed=seed,
-            resume=resume,
+            resume=resume, compile=compile_mode,
         ).items()
         if v is not None
     }  # fmt: skip

@@ -384,12 +384,21 @@ class BatchAugment(torch.nn.Module):
             x = adjust(out[key], gains=wb * shot * shot_wb, **shared)
             sigma = torch.where(torch.rand(b, generator=g) < c.blur_p, _uniform(b, 0.3, c.blur_sigma, g), 0.0)
             x = _on_some(gaussian_blur, x, sigma, sigma > 0)
-            noise = torch.randn(x.shape, generator=g) * _uniform(b, 0, c.noise_std, g).view(-1, 1, 1, 1)
-            x = (x + noise.to(x)).clamp(0, 1)
+            x = (x + _pixel_noise(x, g) * _uniform(b, 0, c.noise_std, g).view(-1, 1, 1, 1).to(x)).clamp(0, 1)
             quality = _uniform(b, *c.jpeg_quality, g)
             use_jpeg = torch.rand(b, generator=g) < c.jpeg_p
             out[key] = _on_some(jpeg_simulate, x, quality, use_jpeg)
         return out
+
+
+def _pixel_noise(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Standard normal noise shaped like ``x``, drawn on ``x``'s device from a seed that ``generator`` draws.
+
+    Drawn by the CPU generator itself, a GPU batch's noise (128 crops and views) took 72 ms of a 154 ms step on
+    one core; a generator on the batch's device keeps it a function of (seed, step), per device type."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    device_generator = torch.Generator(device=x.device).manual_seed(seed)
+    return torch.randn(x.shape, generator=device_generator, device=x.device, dtype=x.dtype)
 
 
 def _on_some(fn, x: torch.Tensor, param: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,191 @@
+"""Where a training step of the demo's recipe goes, phase by phase, on a CPU or a GPU.
+
+Runs the same work as ``fgdepth train`` (the memory source's batched fetch, the transfer, the augmentation of the
+crops and of the depth branch's view, forward + loss, backward, clipping + AdamW) in a plain loop, so that each
+phase can be timed with the device synchronised after it; then the same loop unsynchronised (the step as training
+runs it, phases overlapping on a GPU), and ``torch.profiler``'s busiest operators. ``--compile`` adds the same
+loop with the model's two networks and the loss compiled as ``fgdepth train --compile MODE`` does, its compile
+time printed apart.
+
+Usage: python benchmarks/train_step_profile.py DATA [--device cuda] [--batch 128] [--steps 30]
+           [--compile reduce-overhead] [--compile default] [--profile-steps 5]
+DATA: a dataset written by ``fgdepth make-dataset`` (the demo's world, or a smaller one of the same kind).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from fgdepth.data import schema
+from fgdepth.model.registry import create_model
+from fgdepth.train import (
+    FgDataModule,
+    TrainConfig,
+    compiled_training_parts,
+    images_to_float,
+    make_module,
+    model_step,
+)
+
+
+def build(data: str, batch: int, device: torch.device):
+    """The demo's TrainConfig on ``data``: its module on ``device``, an optimiser, and an endless batch iterator."""
+    cfg = TrainConfig(
+        data=data,
+        out="/tmp/fgdepth_step_profile",
+        size=48,
+        infer_size=160,
+        batch_size=batch,
+        augment_config={"person_crop_p": 0.8},
+    )
+    dm = FgDataModule(cfg)
+    st = dm.manifest["stats"]
+    overrides = {
+        "input_mean": tuple(st["composite_mean"]),
+        "input_std": tuple(max(s, 1e-3) for s in st["composite_std"]),
+    }
+    depth = dm.manifest.get("depth") or {}
+    if depth.get("mean"):
+        overrides["init_depth"] = float(depth["mean"])
+    model_config = create_model(cfg.model, **overrides).config.to_dict()
+    module = make_module(cfg, model_config, dm.depth_kind).to(device, memory_format=torch.channels_last)
+    module.train()
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-3, weight_decay=1e-4)
+    loader = dm.train_dataloader()
+
+    def batches():
+        while True:
+            yield from loader
+
+    return cfg, module, opt, batches()
+
+
+def augment(module, batch: dict, step: int, seed: int) -> dict:
+    """What ``FgDepthModule.on_after_batch_transfer`` does to a training batch."""
+    batch = images_to_float(batch)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step * 7)
+    view = module.depth_view_augment(batch, g)
+    batch = module.augment(batch, g)
+    for b in (batch, view):
+        for k in (schema.BACKGROUND, schema.COMPOSITE):
+            b[k] = b[k].contiguous(memory_format=torch.channels_last)
+    batch[schema.DEPTH_VIEW] = view
+    return batch
+
+
+def run(module, step_model, opt, it, device, steps: int, sync: bool, start: int = 0) -> dict[str, float]:
+    """Seconds per step of each phase (``sync``: the device synchronised after each) and in all."""
+    amp = torch.autocast(device.type, dtype=torch.bfloat16)
+    phases = dict.fromkeys(("fetch", "transfer", "augment", "forward+loss", "backward", "optimiser"), 0.0)
+
+    def mark(name: str, t: float) -> float:
+        if sync and device.type == "cuda":
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        phases[name] += now - t
+        return now
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t_all = t = time.perf_counter()
+    for i in range(steps):
+        batch = next(it)
+        t = mark("fetch", t)
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        t = mark("transfer", t)
+        batch = augment(module, batch, start + i, 0)
+        t = mark("augment", t)
+        with amp:
+            _, losses = step_model(batch)
+        t = mark("forward+loss", t)
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        t = mark("backward", t)
+        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+        opt.step()
+        t = mark("optimiser", t)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    total = time.perf_counter() - t_all
+    return {**{k: v / steps for k, v in phases.items()}, "step": total / steps}
+
+
+def report(name: str, r: dict[str, float], batch: int) -> None:
+    parts = ", ".join(f"{k} {v * 1e3:.1f}" for k, v in r.items() if k != "step")
+    print(
+        f"{name}: {r['step'] * 1e3:.1f} ms per step of {batch} ({batch / r['step']:.0f} pairs/s); {parts} ms"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("data")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--profile-steps", type=int, default=5)
+    ap.add_argument("--compile", action="append", default=[], help="torch.compile mode (repeatable)")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    cfg, module, opt, it = build(args.data, args.batch, device)
+    print(
+        f"device {device}, torch {torch.__version__}, batch {args.batch}, crops {cfg.size} px, "
+        f"depth view {module.depth_view_augment.cfg.size} px"
+    )
+
+    def eager(batch):
+        return model_step(module.model, module.loss_fn, batch, training=True)
+
+    run(module, eager, opt, it, device, args.warmup, sync=False)
+    report("eager, synchronised per phase", run(module, eager, opt, it, device, args.steps, True), args.batch)
+    report("eager, as training runs", run(module, eager, opt, it, device, args.steps, False), args.batch)
+
+    if args.profile_steps > 0:
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=acts) as prof:
+            run(module, eager, opt, it, device, args.profile_steps, False)
+        ka = prof.key_averages()
+        print(ka.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=60))
+        if device.type == "cuda":
+            print(ka.table(sort_by="self_cuda_time_total", row_limit=25, max_name_column_width=60))
+            n_kernels = sum(e.count for e in ka if e.device_type == torch.autograd.DeviceType.CUDA)
+            print(f"CUDA kernels per step: {n_kernels / args.profile_steps:.0f}")
+
+    for mode in args.compile:
+        from torch import _dynamo
+
+        _dynamo.reset()
+        parts = compiled_training_parts(module.model, module.loss_fn, mode)
+
+        def compiled(batch, parts=parts):
+            return model_step(*parts, batch, training=True)
+
+        t0 = time.perf_counter()
+        try:
+            run(module, compiled, opt, it, device, 3, sync=True)
+        except Exception as e:  # report and go on: a failed mode is a finding, not a crash
+            print(f"compile {mode}: failed: {type(e).__name__}: {str(e)[:300]}")
+            continue
+        print(f"compile {mode}: first 3 steps {time.perf_counter() - t0:.1f} s")
+        run(module, compiled, opt, it, device, args.warmup, sync=False)
+        report(
+            f"compiled ({mode}), as training runs",
+            run(module, compiled, opt, it, device, args.steps, False),
+            args.batch,
+        )
+        report(
+            f"compiled ({mode}), synchronised per phase",
+            run(module, compiled, opt, it, device, args.steps, True),
+            args.batch,
+        )
+
+
+if __name__ == "__main__":
+    main()
