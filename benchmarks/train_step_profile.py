@@ -15,6 +15,7 @@ DATA: a dataset written by ``fgdepth make-dataset`` (the demo's world, or a smal
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import torch
@@ -31,8 +32,9 @@ from fgdepth.train import (
 )
 
 
-def build(data: str, batch: int, device: torch.device):
-    """The demo's TrainConfig on ``data``: its module on ``device``, an optimiser, and an endless batch iterator."""
+def build(data: str, batch: int, device: torch.device, model_overrides: dict | None = None):
+    """The demo's TrainConfig on ``data`` (``model_overrides`` on the preset): its module on ``device``, an
+    optimiser, and an endless batch iterator."""
     cfg = TrainConfig(
         data=data,
         out="/tmp/fgdepth_step_profile",
@@ -44,6 +46,7 @@ def build(data: str, batch: int, device: torch.device):
     dm = FgDataModule(cfg)
     st = dm.manifest["stats"]
     overrides = {
+        **(model_overrides or {}),
         "input_mean": tuple(st["composite_mean"]),
         "input_std": tuple(max(s, 1e-3) for s in st["composite_std"]),
     }
@@ -113,6 +116,10 @@ def run(module, step_model, opt, it, device, steps: int, sync: bool, start: int 
     return {**{k: v / steps for k, v in phases.items()}, "step": total / steps}
 
 
+def _count(net) -> int:
+    return 0 if net is None else sum(p.numel() for p in net.parameters())
+
+
 def report(name: str, r: dict[str, float], batch: int) -> None:
     parts = ", ".join(f"{k} {v * 1e3:.1f}" for k, v in r.items() if k != "step")
     print(
@@ -129,13 +136,15 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--profile-steps", type=int, default=5)
     ap.add_argument("--compile", action="append", default=[], help="torch.compile mode (repeatable)")
+    ap.add_argument("--overrides", default="{}", help="JSON of DualUNetConfig fields over the preset's")
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    cfg, module, opt, it = build(args.data, args.batch, device)
+    cfg, module, opt, it = build(args.data, args.batch, device, json.loads(args.overrides))
     print(
         f"device {device}, torch {torch.__version__}, batch {args.batch}, crops {cfg.size} px, "
-        f"depth view {module.depth_view_augment.cfg.size} px"
+        f"depth view {module.depth_view_augment.cfg.size} px, parameters {_count(module.model) / 1e6:.3f} M "
+        f"(depth branch {_count(module.model.depth_net) / 1e6:.3f} M)"
     )
 
     def eager(batch):

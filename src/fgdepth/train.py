@@ -507,8 +507,8 @@ def compiled_training_parts(model, loss_fn: torch.nn.Module, mode: str) -> tuple
     depth branch's) and the loss compiled by ``torch.compile(mode=mode)``; they share ``model``'s weights.
 
     Static shapes: a run's crops and views keep one size. On a GPU the eager step of ``tiny`` is thousands of
-    small kernels (2,600 per step of 128): "reduce-overhead" replays them as CUDA graphs (forward + backward 12 ms
-    against 45 ms on an H200, ``benchmarks/train_step_profile.py``)."""
+    small kernels (2,600 per step of 128): "reduce-overhead" replays them as CUDA graphs (forward, loss and backward
+    12-20 ms against 42-45 ms on an H200, ``benchmarks/train_step_profile.py``)."""
     from types import SimpleNamespace
 
     def compiled(fn):
