@@ -338,7 +338,7 @@ class BatchAugment(torch.nn.Module):
     """Applies geometry and photometry to a batch dict in place of the stored-resolution one.
 
     ``forward(batch, generator)`` -> batch at ``cfg.size``; every draw comes from ``generator`` (seed it from
-    (seed, step) for reproducible runs).
+    (seed, step) for reproducible runs), the per-pixel noise from a generator on the batch's device that it seeds.
     """
 
     def __init__(self, cfg: AugmentConfig | None = None):
