@@ -4,7 +4,8 @@
 # headline metrics; writes data.log, train.log, train_metrics.json and test.json into OUT_DIR.
 # Usage: bash benchmarks/gpu_demo.sh [OUT_DIR]
 #   env: PYTHON (python3), WORK (scratch, /tmp/fgdepth_gpu_demo), MINUTES (3), BATCH (128), PRESET (tiny),
-#        WORKERS (16), ACCELERATOR (gpu), DEVICE (cuda), LIMIT (24000), NUM_BG (1000)
+#        WORKERS (16), ACCELERATOR (gpu), DEVICE (cuda), LIMIT (24000), NUM_BG (1000),
+#        COMPILE (a torch.compile mode for fgdepth train --compile, e.g. reduce-overhead; empty: eager)
 set -euo pipefail
 out=${1:-runs/gpu_demo}
 py=${PYTHON:-python3}
@@ -31,7 +32,7 @@ augment_config:
 EOF
 $fg train --config "$work/train.yaml" --data "$work/data" --out "$work/run_$preset" --model "$preset" --size 48 \
   --infer-size 160 --max-minutes "$minutes" --batch-size "$batch" --accelerator "${ACCELERATOR:-gpu}" --seed 0 \
-  >"$out/train.log" 2>&1
+  ${COMPILE:+--compile "$COMPILE"} >"$out/train.log" 2>&1
 cp "$work/run_$preset/metrics.json" "$out/train_metrics.json"
 $py - "$out/train_metrics.json" <<'EOF'
 import json, sys
