@@ -382,7 +382,9 @@ def test_memory_source_fetches_whole_batches_equal_to_sample_by_sample(shard_dat
     idx = [4, 0, 3, 1]
     for source in (ds, Subset(ds, list(range(len(ds))))):  # validation subsets delegate the batched fetch
         batch = next(iter(DataLoader(source, batch_size=4, sampler=idx, collate_fn=collate)))
-        assert batch[schema.COMPOSITE].dtype == torch.uint8
+        # compact on the way to the device: uint8 images and mask, validity made there
+        assert batch[schema.COMPOSITE].dtype == batch[schema.MASK].dtype == torch.uint8
+        assert schema.DEPTH_VALID not in batch
         one_by_one = collate([ds[i] for i in idx])
         got = images_to_float(batch)
         assert got[schema.KEY] == one_by_one[schema.KEY]

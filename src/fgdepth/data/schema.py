@@ -88,7 +88,8 @@ def parse_stem(stem: str) -> tuple[str, str, int]:
 
 # --- batches, outputs, losses ------------------------------------------------------------------------
 # A sample / batch is a dict with these keys (torch, CHW; B leading in a batch):
-# The images of a memory-cached training batch are uint8 (0-255) until they reach the device (train.images_to_float).
+# A memory-cached training batch holds uint8 images (0-255) and mask, and no DEPTH_VALID, until it reaches the device
+# (train.images_to_float).
 BACKGROUND = "background"  # (B, 3, H, W) float32 in [0, 1]
 COMPOSITE = "composite"  # (B, 3, H, W) float32 in [0, 1]
 MASK = "mask"  # (B, 1, H, W) float32 in {0, 1}
