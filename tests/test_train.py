@@ -228,6 +228,22 @@ def test_cli_options_given_override_the_yaml_and_defaults_do_not(tmp_path: Path,
     assert r.exit_code == 2 and "--data" in r.output
 
 
+def test_cli_train_help_shows_the_defaults() -> None:
+    """The options' defaults are written in their help as "[default: X]", which Rich would read as a markup tag
+    and drop unless escaped."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from fgdepth.cli import app
+
+    r = CliRunner().invoke(app, ["train", "--help"])
+    assert r.exit_code == 0, r.output
+    flat = re.sub(r"[\s\u2502]+", "", r.output)  # the help's box and line breaks removed
+    for text in ("Trainingresolution[default:96]", "Batchsizeperdevice[default:32]", "[default:tiny]"):
+        assert text in flat, text
+
+
 @pytest.mark.parametrize(
     "bad, message",
     [

@@ -260,12 +260,12 @@ def show_cmd(
 @app.command("train")
 def train_cmd(
     data: Path | None = typer.Option(None, "--data", "-d", help="Dataset directory (shards or folders)."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Run directory [default: runs/fgdepth]."),
-    model: str | None = typer.Option(None, help="Model preset: tiny, small, base [default: tiny]."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run directory \\[default: runs/fgdepth]."),
+    model: str | None = typer.Option(None, help="Model preset: tiny, small, base \\[default: tiny]."),
     source: str | None = typer.Option(
-        None, help="auto | memory | shards | folders | on-the-fly [default: auto]."
+        None, help="auto | memory | shards | folders | on-the-fly \\[default: auto]."
     ),
-    size: int | None = typer.Option(None, help="Training resolution [default: 96]."),
+    size: int | None = typer.Option(None, help="Training resolution \\[default: 96]."),
     infer_size: int | None = typer.Option(
         None,
         help="See samples at this size: train on --size crops of them, validate and predict whole images.",
@@ -273,36 +273,38 @@ def train_cmd(
     person_crop: float | None = typer.Option(
         None,
         help="Share of the training crops moved onto a person (augment_config.person_crop_p; the demo: 0.8 "
-        "with --size 48 --infer-size 160) [default: 0].",
+        "with --size 48 --infer-size 160) \\[default: 0].",
     ),
-    batch_size: int | None = typer.Option(None, help="Batch size per device [default: 32]."),
-    lr: float | None = typer.Option(None, help="Peak learning rate, one-cycle schedule [default: 0.003]."),
-    max_minutes: float | None = typer.Option(None, help="Time budget in minutes, 0 = none [default: 6]."),
-    max_steps: int | None = typer.Option(None, help="Step limit, -1 = none [default: -1]."),
-    max_epochs: int | None = typer.Option(None, help="Epoch limit [default: 1000]."),
-    val_every: int | None = typer.Option(None, help="Validate every N steps [default: 200]."),
-    weighting: str | None = typer.Option(None, help="Task weighting: fixed | uncertainty [default: fixed]."),
+    batch_size: int | None = typer.Option(None, help="Batch size per device \\[default: 32]."),
+    lr: float | None = typer.Option(None, help="Peak learning rate, one-cycle schedule \\[default: 0.003]."),
+    max_minutes: float | None = typer.Option(None, help="Time budget in minutes, 0 = none \\[default: 6]."),
+    max_steps: int | None = typer.Option(None, help="Step limit, -1 = none \\[default: -1]."),
+    max_epochs: int | None = typer.Option(None, help="Epoch limit \\[default: 1000]."),
+    val_every: int | None = typer.Option(None, help="Validate every N steps \\[default: 200]."),
+    weighting: str | None = typer.Option(
+        None, help="Task weighting: fixed | uncertainty \\[default: fixed]."
+    ),
     ema_decay: float | None = typer.Option(
         None,
         help="Validate, test and export a moving average of the weights with this decay per step, 0 = off "
-        "[default: 0].",
+        "\\[default: 0].",
     ),
-    precision: str | None = typer.Option(None, help="auto | bf16-mixed | 16-mixed | 32 [default: auto]."),
+    precision: str | None = typer.Option(None, help="auto | bf16-mixed | 16-mixed | 32 \\[default: auto]."),
     augment: bool | None = typer.Option(
-        None, "--augment/--no-augment", help="Training augmentation [default: on]."
+        None, "--augment/--no-augment", help="Training augmentation \\[default: on]."
     ),
-    devices: str | None = typer.Option(None, help="Devices per node, a number or auto [default: 1]."),
-    accelerator: str | None = typer.Option(None, help="auto | cpu | gpu [default: auto]."),
-    strategy: str | None = typer.Option(None, help="auto | ddp | ddp_spawn | ... [default: auto]."),
-    num_nodes: int | None = typer.Option(None, help="Nodes, multi-node DDP [default: 1]."),
-    num_workers: int | None = typer.Option(None, help="Data-loader workers per device [default: 0]."),
+    devices: str | None = typer.Option(None, help="Devices per node, a number or auto \\[default: 1]."),
+    accelerator: str | None = typer.Option(None, help="auto | cpu | gpu \\[default: auto]."),
+    strategy: str | None = typer.Option(None, help="auto | ddp | ddp_spawn | ... \\[default: auto]."),
+    num_nodes: int | None = typer.Option(None, help="Nodes, multi-node DDP \\[default: 1]."),
+    num_workers: int | None = typer.Option(None, help="Data-loader workers per device \\[default: 0]."),
     compile_mode: str | None = typer.Option(
         None,
         "--compile",
         help="torch.compile the training step: default | reduce-overhead (CUDA graphs, for GPUs) | max-autotune "
-        "| max-autotune-no-cudagraphs [default: off].",
+        "| max-autotune-no-cudagraphs \\[default: off].",
     ),
-    seed: int | None = typer.Option(None, help="Seed [default: 0]."),
+    seed: int | None = typer.Option(None, help="Seed \\[default: 0]."),
     resume: str | None = typer.Option(None, help="Checkpoint to resume, or 'last'."),
     config: Path | None = typer.Option(
         None, help="YAML TrainConfig (any field); the options given on the command line win over it."
