@@ -20,14 +20,12 @@ import time
 
 import torch
 
-from fgdepth.data import schema
-from fgdepth.model.registry import create_model
 from fgdepth.train import (
     FgDataModule,
     TrainConfig,
     compiled_training_parts,
-    images_to_float,
     make_module,
+    model_config_for,
     model_step,
 )
 
@@ -42,19 +40,11 @@ def build(data: str, batch: int, device: torch.device, model_overrides: dict | N
         infer_size=160,
         batch_size=batch,
         augment_config={"person_crop_p": 0.8},
+        model_overrides=model_overrides or {},
     )
     dm = FgDataModule(cfg)
-    st = dm.manifest["stats"]
-    overrides = {
-        **(model_overrides or {}),
-        "input_mean": tuple(st["composite_mean"]),
-        "input_std": tuple(max(s, 1e-3) for s in st["composite_std"]),
-    }
-    depth = dm.manifest.get("depth") or {}
-    if depth.get("mean"):
-        overrides["init_depth"] = float(depth["mean"])
-    model_config = create_model(cfg.model, **overrides).config.to_dict()
-    module = make_module(cfg, model_config, dm.depth_kind).to(device, memory_format=torch.channels_last)
+    module = make_module(cfg, model_config_for(cfg, dm), dm.depth_kind)
+    module = module.to(device, memory_format=torch.channels_last)
     module.train()
     opt = torch.optim.AdamW(module.parameters(), lr=1e-3, weight_decay=1e-4)
     loader = dm.train_dataloader()
@@ -64,19 +54,6 @@ def build(data: str, batch: int, device: torch.device, model_overrides: dict | N
             yield from loader
 
     return cfg, module, opt, batches()
-
-
-def augment(module, batch: dict, step: int, seed: int) -> dict:
-    """What ``FgDepthModule.on_after_batch_transfer`` does to a training batch."""
-    batch = images_to_float(batch)
-    g = torch.Generator().manual_seed(seed * 1_000_003 + step * 7)
-    view = module.depth_view_augment(batch, g)
-    batch = module.augment(batch, g)
-    for b in (batch, view):
-        for k in (schema.BACKGROUND, schema.COMPOSITE):
-            b[k] = b[k].contiguous(memory_format=torch.channels_last)
-    batch[schema.DEPTH_VIEW] = view
-    return batch
 
 
 def run(module, step_model, opt, it, device, steps: int, sync: bool, start: int = 0) -> dict[str, float]:
@@ -99,7 +76,7 @@ def run(module, step_model, opt, it, device, steps: int, sync: bool, start: int 
         t = mark("fetch", t)
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         t = mark("transfer", t)
-        batch = augment(module, batch, start + i, 0)
+        batch = module.prepare_batch(batch, training=True, step=start + i)  # as on_after_batch_transfer
         t = mark("augment", t)
         with amp:
             _, losses = step_model(batch)

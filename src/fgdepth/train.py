@@ -406,18 +406,22 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
             return self.model(background, composite, focal=focal)
 
         def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+            return self.prepare_batch(batch, self.trainer.training, self.global_step)
+
+        def prepare_batch(self, batch: dict, training: bool, step: int) -> dict:
+            """A transferred batch as the step takes it: float images; in training (``training``) augmented crops
+            and the depth branch's view (under ``schema.DEPTH_VIEW``), drawn from (seed, ``step``, rank); else
+            resized; channels_last images where the run asks for them."""
             batch = images_to_float(batch)
             size = run_input_size(self.tc)
             view = None
-            if self.trainer.training and self.tc["augment"]:
-                g = torch.Generator().manual_seed(
-                    self.tc["seed"] * 1_000_003 + self.global_step * 7 + self.global_rank
-                )
+            if training and self.tc["augment"]:
+                g = torch.Generator().manual_seed(self.tc["seed"] * 1_000_003 + step * 7 + self.global_rank)
                 if self.depth_view_augment is not None:
                     view = self.depth_view_augment(batch, g)
                 batch = self.augment(batch, g)
             else:
-                if self.trainer.training and self.depth_view_augment is not None:
+                if training and self.depth_view_augment is not None:
                     view = resize_batch(batch, self.depth_view_augment.cfg.size)
                 batch = resize_batch(batch, size)
             if self.tc["channels_last"]:
@@ -427,9 +431,6 @@ def make_module(cfg: TrainConfig, model_config: dict, depth_kind: str):
             if view is not None:  # training a depth branch: it learns from its own view (see model_step)
                 batch[schema.DEPTH_VIEW] = view
             return batch
-
-        def model_step(self, batch: dict, training: bool = False) -> tuple[dict, dict]:
-            return model_step(self.model, self.loss_fn, batch, training=training)
 
         def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
             _, losses = model_step(*self._train_parts, batch, training=True)
@@ -712,6 +713,22 @@ _MONITOR = "val/mask_iou"  # the best checkpoint's metric
 _FINAL_VALIDATION_MARGIN = 0.03  # of a time budget: the schedule ends this much early, training half as much
 
 
+def model_config_for(cfg: TrainConfig, dm: FgDataModule) -> dict:
+    """The run's model config: its preset with ``cfg.model_overrides``, and from the dataset's manifest (where a
+    setting is not overridden) the composites' mean and std and the mean metric depth."""
+    from fgdepth.model.registry import create_model
+
+    overrides = dict(cfg.model_overrides)
+    if dm.manifest is not None:
+        st = dm.manifest["stats"]
+        overrides.setdefault("input_mean", tuple(st["composite_mean"]))
+        overrides.setdefault("input_std", tuple(max(s, 1e-3) for s in st["composite_std"]))
+        depth = dm.manifest.get("depth")
+        if depth and depth["kind"] == "metric" and depth.get("mean"):
+            overrides.setdefault("init_depth", float(depth["mean"]))
+    return create_model(cfg.model, **overrides).config.to_dict()
+
+
 def fit(cfg: TrainConfig) -> dict[str, float]:
     """Train, validate on the held-out split, test the best checkpoint; return the test metrics.
 
@@ -724,22 +741,12 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     from lightning.pytorch.utilities import rank_zero_only
 
     from fgdepth.model.checkpoint import save_model
-    from fgdepth.model.registry import create_model
 
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     dm = FgDataModule(cfg)
-    overrides = dict(cfg.model_overrides)
-    if dm.manifest is not None:
-        st = dm.manifest["stats"]
-        overrides.setdefault("input_mean", tuple(st["composite_mean"]))
-        overrides.setdefault("input_std", tuple(max(s, 1e-3) for s in st["composite_std"]))
-        depth = dm.manifest.get("depth")
-        if depth and depth["kind"] == "metric" and depth.get("mean"):
-            overrides.setdefault("init_depth", float(depth["mean"]))
-    model_config = create_model(cfg.model, **overrides).config.to_dict()
-    module = make_module(cfg, model_config, dm.depth_kind)
+    module = make_module(cfg, model_config_for(cfg, dm), dm.depth_kind)
     if cfg.channels_last:
         module.to(memory_format=torch.channels_last)
     ckpt_path = _resume_path(cfg, out)
@@ -841,4 +848,12 @@ def _resume_path(cfg: TrainConfig, out: Path) -> str | None:
     return str(path)
 
 
-__all__ = ["TrainConfig", "FgDataModule", "MemoryDataset", "fit", "make_module", "depth_scale_of"]
+__all__ = [
+    "TrainConfig",
+    "FgDataModule",
+    "MemoryDataset",
+    "fit",
+    "make_module",
+    "model_config_for",
+    "depth_scale_of",
+]
