@@ -172,14 +172,17 @@ def test_fit_on_cuda_compiled(shard_dataset: Path, tmp_path: Path) -> None:
     assert all(p.device.type == "cpu" for p in model.parameters())
 
 
-def test_ddp_over_nccl_on_the_gpus(shard_dataset: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("compile_mode", [None, "reduce-overhead"])
+def test_ddp_over_nccl_on_the_gpus(shard_dataset: Path, tmp_path: Path, compile_mode: str | None) -> None:
+    """DDP over NCCL (one process per GPU, up to two), eager and with the compiled training step: the compiled
+    parts run the module's own networks, so DDP's gradient hooks on their parameters still fire."""
     n = min(torch.cuda.device_count(), 2)  # the test dataset has shards for two ranks
     out = tmp_path / "ddp"
     cmd = [
         sys.executable, "-m", "fgdepth.cli", "train", "--data", str(shard_dataset), "--out", str(out),
         "--source", "shards", "--size", "32", "--batch-size", "2", "--max-steps", "2", "--max-minutes", "0",
         "--val-every", "2", "--accelerator", "gpu", "--devices", str(n), "--strategy", "ddp",
-    ]  # fmt: skip
+    ] + (["--compile", compile_mode] if compile_mode else [])  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ})
     assert res.returncode == 0, res.stderr[-3000:]
     assert "nccl" in (res.stdout + res.stderr).lower() or n == 1
@@ -189,6 +192,8 @@ def test_ddp_over_nccl_on_the_gpus(shard_dataset: Path, tmp_path: Path) -> None:
         for j in range(i + 1, n):
             assert not shards[i] & shards[j]
     assert (out / "checkpoints" / "last.ckpt").is_file()
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["global_step"] == 2 and summary["config"]["compile"] == compile_mode
 
 
 @pytest.mark.parametrize("name", ["da", "dpt"])
