@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
+from fgdepth import cli, demo
 from fgdepth.demo import DemoConfig, run_demo
 from fgdepth.metrics import HEADLINE_KEYS
 
 
 def test_demo_runs_every_stage_and_records_its_recipe(tmp_path: Path) -> None:
-    cfg = DemoConfig(num_bg=10, num_fg=10, limit=None, size=64, train_size=32, train_minutes=0.05, workers=1)
+    cfg = DemoConfig(
+        num_bg=10, num_fg=10, limit=None, size=64, train_size=32, train_minutes=0.05, workers=1, batch_size=8
+    )
     lines: list[str] = []
     summary = run_demo(tmp_path / "demo", cfg, log=lines.append)
 
@@ -26,4 +32,47 @@ def test_demo_runs_every_stage_and_records_its_recipe(tmp_path: Path) -> None:
     # the training run records the demo's recipe: crops at train_size of the stored size, most on the person
     config = json.loads((tmp_path / "demo" / "run" / "metrics.json").read_text())["config"]
     assert (config["size"], config["infer_size"]) == (32, 64)
+    assert (config["batch_size"], config["accelerator"], config["compile"]) == (8, "auto", None)
     assert config["augment_config"] == {"person_crop_p": cfg.person_crop_p}
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [({"batch_size": 0}, "batch_size must be >= 1"), ({"compile": "fast"}, "unknown compile mode 'fast'"),
+     ({"workers": 0}, "--workers must be >= 1")],
+)  # fmt: skip
+def test_demo_stops_on_a_bad_setting_before_any_work(tmp_path: Path, setting: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        run_demo(tmp_path / "demo", DemoConfig(**setting), log=lambda line: None)
+    assert not (tmp_path / "demo").exists()
+
+
+def test_demo_cli_passes_the_gpu_settings_and_names_a_bad_one(tmp_path: Path, monkeypatch) -> None:
+    seen = []
+
+    def fake_run_demo(out, cfg, log):
+        seen.append(cfg)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    args = [
+        "demo",
+        "--out",
+        str(tmp_path / "d"),
+        "--workers",
+        "16",
+        "--accelerator",
+        "gpu",
+        "--batch-size",
+        "128",
+    ]
+    result = CliRunner().invoke(cli.app, [*args, "--compile", "reduce-overhead"])
+    assert result.exit_code == 2 and "stop here" in result.output
+    assert (seen[0].workers, seen[0].accelerator, seen[0].batch_size, seen[0].compile) == (
+        16, "gpu", 128, "reduce-overhead",
+    )  # fmt: skip
+
+    monkeypatch.undo()
+    result = CliRunner().invoke(cli.app, ["demo", "--out", str(tmp_path / "e"), "--batch-size", "0"])
+    assert result.exit_code == 2 and "batch_size must be >= 1" in result.output
+    assert not (tmp_path / "e").exists()
