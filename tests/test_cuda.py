@@ -174,8 +174,8 @@ def test_fit_on_cuda_compiled(shard_dataset: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("compile_mode", [None, "reduce-overhead"])
 def test_ddp_over_nccl_on_the_gpus(shard_dataset: Path, tmp_path: Path, compile_mode: str | None) -> None:
-    """DDP over NCCL (one process per GPU, up to two), eager and with the compiled training step: the compiled
-    parts run the module's own networks, so DDP's gradient hooks on their parameters still fire."""
+    """DDP over NCCL (one process per GPU, up to two), eager and with the compiled training step (whose compiled
+    parts call the module's own networks, the parameters DDP's hooks watch)."""
     n = min(torch.cuda.device_count(), 2)  # the test dataset has shards for two ranks
     out = tmp_path / "ddp"
     cmd = [

@@ -60,8 +60,8 @@ class DemoConfig:
         """The device that evaluates: the GPU when training ran on one."""
         import torch
 
-        on_gpu = self.accelerator in ("gpu", "cuda") or self.accelerator == "auto"
-        return "cuda" if on_gpu and torch.cuda.is_available() else "cpu"
+        on_gpu = self.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+        return "cuda" if on_gpu else "cpu"
 
 
 def run_demo(out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str], None] = print) -> dict:
@@ -123,10 +123,9 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str]
     log("[3/4] evaluating on the held-out test selection (unseen rooms and people)")
     ckpt = run / "checkpoints" / "best.ckpt"
     device = cfg.eval_device()
-    results = evaluate(ckpt, data, selection="test", device=device)  # through each image's recorded camera
-    blind = evaluate(
-        ckpt, data, selection="test", intrinsics=False, device=device
-    )  # as if the cameras were unknown
+    # through each image's camera as the world records it, and as if the cameras were unknown
+    results = evaluate(ckpt, data, selection="test", device=device)
+    blind = evaluate(ckpt, data, selection="test", intrinsics=False, device=device)
     timings["evaluate_s"] = round(time.time() - t, 1)
 
     t = time.time()
