@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fgdepth.config import FactoryConfig
 from fgdepth.metrics import HEADLINE_KEYS
-from fgdepth.train import TrainConfig
+from fgdepth.train import TrainConfig, trains_on_cuda
 
 
 @dataclass
@@ -55,13 +55,6 @@ class DemoConfig:
     accelerator: str = "auto"
     batch_size: int = 32
     compile: str | None = None
-
-    def eval_device(self) -> str:
-        """The device that evaluates: the GPU when training ran on one."""
-        import torch
-
-        on_gpu = self.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-        return "cuda" if on_gpu else "cpu"
 
 
 def run_demo(out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str], None] = print) -> dict:
@@ -122,7 +115,7 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str]
     t = time.time()
     log("[3/4] evaluating on the held-out test selection (unseen rooms and people)")
     ckpt = run / "checkpoints" / "best.ckpt"
-    device = cfg.eval_device()
+    device = "cuda" if trains_on_cuda(tcfg) else "cpu"  # evaluate where training ran
     # through each image's camera as the world records it, and as if the cameras were unknown
     results = evaluate(ckpt, data, selection="test", device=device)
     blind = evaluate(ckpt, data, selection="test", intrinsics=False, device=device)

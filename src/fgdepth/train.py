@@ -701,10 +701,15 @@ def upsample_outputs(out: dict, size: tuple[int, int]) -> tuple[torch.Tensor, to
 
 
 # ------------------------------------------------------------------------------------------------- fit
+def trains_on_cuda(cfg: TrainConfig) -> bool:
+    """Whether the run's accelerator is a CUDA GPU ("auto" takes one where there is one)."""
+    return cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
 def _precision(cfg: TrainConfig) -> str:
     if cfg.precision != "auto":
         return cfg.precision
-    if torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda"):
+    if trains_on_cuda(cfg):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed"
 
