@@ -457,3 +457,25 @@ def test_compiled_training_parts_share_the_weights_and_match_eager() -> None:
     assert abs(losses[1] - losses[0]) < 1e-6 * abs(losses[0])
     errors = [float((gc - ge).norm() / ge.norm().clamp(min=1e-12)) for ge, gc in zip(*grads, strict=True)]
     assert max(errors) < 1e-4, max(errors)
+
+
+def test_quiet_lightning_drops_its_tips_and_pytree_warning_only(caplog) -> None:
+    import logging
+
+    from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+    from fgdepth.train import quiet_lightning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_lightning()
+        quiet_lightning()  # idempotent: one filter on the logger
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", FutureWarning, stacklevel=1)
+        warnings.warn("something else is deprecated", FutureWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["something else is deprecated"]
+    with caplog.at_level(logging.INFO):
+        rank_zero_info("💡 Tip: For seamless cloud logging, try installing something")
+        rank_zero_info("GPU available: False, used: False")
+    assert [r.getMessage() for r in caplog.records] == ["GPU available: False, used: False"]
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    assert sum(type(f).__name__ == "_DropLightningTips" for f in logger.filters) == 1

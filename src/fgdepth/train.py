@@ -10,10 +10,12 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import logging
 import math
 import os
 import time
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -303,9 +305,29 @@ class FgDataModule:
 
 
 # ---------------------------------------------------------------------------------------------- module
+class _DropLightningTips(logging.Filter):
+    """Drops Lightning's "💡 Tip" lines (an advertisement for a cloud logger) from every run's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("💡 Tip")
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's noise out of the output: its tips, and the deprecation warning that its own pytree helper
+    raises under recent torch (Lightning's code, nothing a user can act on). Idempotent."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropLightningTips) for f in logger.filters):
+            logger.addFilter(_DropLightningTips())
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )
+
+
 def _lightning():
     import lightning.pytorch as pl
 
+    quiet_lightning()
     return pl
 
 
