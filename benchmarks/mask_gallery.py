@@ -6,7 +6,7 @@ Usage:
 
 Rows are the samples where the first checkpoint's IoU is lowest, among those whose person covers at least 1 % of
 the image (so that a row shows a person, not a few pixels). Columns: background | composite | true mask | one mask
-per checkpoint, its IoU written on it. README's docs/camouflage.png: the demo's model trained without and with
+per checkpoint, its IoU written on it. docs/camouflage.png (docs/experiments.md, session 19): the demo's model trained without and with
 camouflaged people (``fgdepth make-dataset --camouflage``) on a world of camouflaged people it never saw.
 """
 

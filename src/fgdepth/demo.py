@@ -35,15 +35,16 @@ class DemoConfig:
     # onto the person (person_crop_p), cost the step about 40 % less, and the depth branch (whole images at 96 px
     # whatever the crops) sees that many more samples: tiny, 6 CPU min, means over three seeds against 96 px
     # crops, test delta1 0.881 vs 0.853, AbsRel 0.118 vs 0.131, mask IoU 0.912 vs 0.917; 1,000 unseen samples
-    # delta1 0.862 vs 0.835, AbsRel 0.127 vs 0.140, mask 0.899 vs 0.899 (README "Results", session 15). Some of
-    # those crops fall beside the person (AugmentConfig.person_crop_spread), else some runs predict blobs there
+    # delta1 0.862 vs 0.835, AbsRel 0.127 vs 0.140, mask 0.899 vs 0.899 (docs/experiments.md, session 15).
+    # Some of those crops fall beside the person (AugmentConfig.person_crop_spread), else some runs predict
+    # blobs there
     train_size: int = 48
     person_crop_p: float = 0.8
     # 30 % of the training people have a band of clothing coloured like the room behind them (held-out splits stay
     # as drawn): the model learns people's shape where colour difference fails, as on real photographs. 6 CPU
     # min, seeds 0 / 1: 1,000 unseen camouflaged samples IoU 0.827 / 0.788 -> 0.847 / 0.832 (recall 0.876 / 0.820
     # -> 0.907 / 0.884), clean test and dsE within the spread (0.918 / 0.903 -> 0.916 / 0.901, 0.905 / 0.893 ->
-    # 0.907 / 0.895); 60 % cost dsE 0.006-0.008 (README "Results", session 19)
+    # 0.907 / 0.895); 60 % cost dsE 0.006-0.008 (docs/experiments.md, session 19)
     camouflage: float = 0.3
     train_minutes: float = 6.0
     model: str = "tiny"
@@ -51,7 +52,8 @@ class DemoConfig:
     workers: int = 2  # processes that render the world
     # Where training runs ("auto": a GPU if there is one), its batch, and a torch.compile mode for its step. On one
     # H200, batch 128 with "reduce-overhead" trained 5,014 steps in the 6 minutes: test IoU 0.942, AbsRel 0.104,
-    # delta1 0.912, against 0.909 / 0.121 / 0.872 for batch 32 on 2 CPU cores (README, session 22)
+    # delta1 0.912, against 0.909 / 0.121 / 0.872 for batch 32 on 2 CPU cores (docs/experiments.md,
+    # session 22)
     accelerator: str = "auto"
     batch_size: int = 32
     compile: str | None = None

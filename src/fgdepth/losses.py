@@ -427,14 +427,14 @@ class MultiTaskLoss(nn.Module):
       SILog forgives (1: the scale is free). ``log_structure=True`` (default) computes the gradient and SSIM
       terms on log depth (SSIM range ``log(depth_range)``): a step is weighed by its ratio, as the metrics weigh
       errors, not by its metres (tiny, 6 CPU min, three paired runs: delta1 +0.005 to +0.009, on the people's
-      pixels +0.04 to +0.10; README "Results", U); ``False`` gives DenseDepth's metric terms.
+      pixels +0.04 to +0.10; docs/experiments.md, U); ``False`` gives DenseDepth's metric terms.
     * ``depth_kind="relative"``: the prediction is first aligned per image by least-squares scale and shift;
       depth = ssi_weight * depth_ssi + grad_weight * grad + ssim_weight * (1 - SSIM) / 2, all on the aligned
       prediction (SSIM range: each image's largest target). ``depth_l1`` is then the unaligned L1, logged only.
     * mask = bce_weight * BCE + dice_weight * Dice; ``boundary_weight`` > 0 counts the pixels within 2 px of a
       person's outline that much more in the BCE, ``dice_per_image=True`` averages Dice over images (see
       :func:`mask_bce`, :func:`mask_dice_loss`); both off by default: neither moved the 6-minute tiny's IoU
-      beyond the spread between seeds (README "Results", U).
+      beyond the spread between seeds (docs/experiments.md, U).
     * ``weighting="fixed"``: loss = mask_weight * mask_total + depth_weight * depth_total.
     * ``weighting="uncertainty"``: loss = sum_i weight_i * (exp(-s_i) * total_i + s_i) with learnable
       log-variances ``s = (s_mask, s_depth)`` initialised at 0 (give them to the optimiser: they are this module's

@@ -296,13 +296,13 @@ class AugmentConfig:
     # the probability that a crop is moved to hold the person (the mask's centroid): more outline per step where
     # people are small in the frame. Off by default: with 96 px crops of 160 px images (tiny, 6 CPU min, two
     # seeds) 0.7 gave test IoU +0.007 / +0.001, within the spread. The demo sets 0.8 with 48 px crops, which a
-    # person would otherwise seldom fall in (README "Results", session 15)
+    # person would otherwise seldom fall in (docs/experiments.md, session 15)
     person_crop_p: float = 0.0
     # how far from the person such a crop may lie, in the crop's half-sides: above 1 the person can fall just
     # outside, so the network also learns that the room beside a person is background. With 0.75 (the person
     # always in the crop) 2 of 10 runs of the demo's recipe (tiny, 48 px crops, 6 CPU min) predicted blobs beside
     # people on whole images (validation precision down to 0.77, test IoU 0.81-0.90 against 0.91); with 1.5 none
-    # of ten did (nine runs and a demo), quality otherwise equal (README "Results", session 17)
+    # of ten did (nine runs and a demo), quality otherwise equal (docs/experiments.md, session 17)
     person_crop_spread: float = 1.5
 
     def __post_init__(self) -> None:

@@ -77,7 +77,8 @@ class DualUNetConfig:
     # Decoder width per level, deepest first; one per encoder stage (the last one is at output resolution).
     # 16, not 24, at the last level: BatchNorm's forward + backward on channels_last (32, 24, 48, 48) bf16 took
     # 7.4 ms on an Intel Xeon with AMX, 1.6 ms for 16 channels; tiny's training step 250-310 -> 215-250 ms there
-    # (AMD EPYC: within noise), 20-27 % more steps in 6 CPU minutes, test AbsRel 0.122 vs 0.129-0.132 (README).
+    # (AMD EPYC: within noise), 20-27 % more steps in 6 CPU minutes, test AbsRel 0.122 vs 0.129-0.132
+    # (docs/experiments.md, session 18).
     decoder_channels: tuple[int, ...] = (96, 64, 32, 16)
     # How the two stems' features are fused: "concat" [bg, comp]; "diff" comp - bg (signed, cheapest, but
     # scene depth must then come from the difference alone); "both" [bg, comp, |comp - bg|].
@@ -113,7 +114,8 @@ class DualUNetConfig:
     # None: both heads read this network. A dict of DualUNetConfig fields: depth comes from a second network of
     # that config, which sees the whole input downscaled by ``depth_scale``, and is upsampled to the mask's size.
     # Depth needs the whole room (scale, layout), the mask needs fine detail: trained on crops at the inference
-    # scale, one network got the mask and lost depth; trained on whole small images, the reverse (README "Results").
+    # scale, one network got the mask and lost depth; trained on whole small images, the reverse
+    # (docs/experiments.md, runs A-S).
     depth_branch: dict[str, Any] | None = None
     # The depth branch's input size / this network's input size (0.6: 160 px in, depth from a 96 px view).
     depth_scale: float = 0.6
@@ -122,7 +124,8 @@ class DualUNetConfig:
     # scale (fgdepth.train.model_step). The mask's errors are its outline on small people, and a network outlined
     # them best at about 1.6x the scale it was trained at, its logits then averaged back down: tiny, 6 CPU min,
     # test IoU 0.901 at 1.0, 0.914 at 1.6, 0.913 at 2.0; trained on crops enlarged 1.6x too, the best scale moved
-    # to 2-3x and was no better (README "Results", V). Costs mask_scale^2 times this network's inference compute.
+    # to 2-3x and was no better (docs/experiments.md, V). Costs mask_scale^2 times this network's inference
+    # compute.
     mask_scale: float = 1.0
     # None: depth as the training data's cameras showed it. A horizontal field of view (degrees, of a square image):
     # the model predicts depth as through this canonical camera, and ``forward(..., focal=)`` turns it into depth

@@ -32,7 +32,7 @@ _LOG_DEPTH = {"depth_activation": "exp"}
 # Every preset predicts depth as through a canonical camera of 75 degrees (fgdepth.intrinsics; Metric3D), the middle
 # of the procedural world's 60-90 degree lenses, and takes each image's real focal length where it is known: tiny,
 # 6 CPU min, test AbsRel 0.193 -> 0.156, delta1 0.662 -> 0.801; on 1,000 samples of an unseen world 0.188 -> 0.165,
-# 0.697 -> 0.785. Where the camera is unknown, depth is the canonical camera's (README "Results", S1).
+# 0.697 -> 0.785. Where the camera is unknown, depth is the canonical camera's (docs/experiments.md, S1).
 _CANONICAL_CAMERA = {"canonical_hfov": 75.0}
 
 _PRESETS: dict[str, dict[str, Any]] = {
@@ -42,7 +42,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
     #
     # Depth in a branch (tiny, 6 CPU min, 96 px crops of 160 px images, the branch on the whole image at 96 px):
     # test IoU 0.909, AbsRel 0.213, delta1 0.688 against 0.897-0.904, 0.198-0.215, 0.62-0.64 with one network; the
-    # branch's own refinement cost 7 ms more per 192 px pair in onnxruntime for no gain (README "Results").
+    # branch's own refinement cost 7 ms more per 192 px pair in onnxruntime for no gain (docs/experiments.md).
     #
     # The branch's depth is layered (the room behind, the people), composed by the main network's full-resolution
     # mask: tiny, 6 CPU min, test delta1 0.820 -> 0.857 (on the people 0.55 -> 0.67), AbsRel 0.147 -> 0.136.
@@ -50,8 +50,8 @@ _PRESETS: dict[str, dict[str, Any]] = {
     # The mask network sees whole inputs enlarged 1.4x (trained on crops at the input's scale): test IoU 0.901 ->
     # 0.911, 1,000 unseen samples 0.885 -> 0.893, for 2x its inference compute. 1.6x gained 0.001-0.003 more
     # (0.913 / 0.896 on the demo's model) at 1.3x the latency: onnxruntime, 192 px, batch 1, 18.5-18.9 ms
-    # against 13.9-14.3 side by side (README "Results", Y). ``--mask-scale 1.6`` at inference still gives it,
-    # and is worth 0.01 IoU for a model of a 224 px world (0.941 -> 0.952, one 1-hour model).
+    # against 13.9-14.3 side by side (docs/experiments.md, Y). ``--mask-scale 1.6`` at inference still gives
+    # it, and is worth 0.01 IoU for a model of a 224 px world (0.941 -> 0.952, one 1-hour model).
     "tiny": {
         "refine_channels": 8,
         "fusion": "concat",
