@@ -60,6 +60,9 @@ def test_make_report(run_dir: Path) -> None:
     assert "curves.png" in srcs
     assert "baseline" in text and "mask_iou" in text and "best.ckpt" in text
     assert "model_input_size" in text  # run configuration: the training size from the checkpoint
+    assert (
+        f"<title>fgdepth report: {run_dir.parent.name}/run</title>" in text
+    )  # the run's folder and its parent
 
 
 def test_cli_report_other_data(run_dir: Path, tmp_path: Path) -> None:

@@ -294,7 +294,7 @@ def make_report(
     }
     return write_report(
         run / "report",
-        title=f"fgdepth report: {run.name}",
+        title=f"fgdepth report: {'/'.join(run.resolve().parts[-2:])}",  # "demo/run", not just "run"
         metrics=result["all"],
         baseline=result["baseline"],
         grids=grids,
