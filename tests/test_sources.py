@@ -181,3 +181,31 @@ def test_premultiplied_pyramid_resize_matches_a_direct_resize():
         assert np.abs(via - direct).mean() < 0.1 * np.abs(direct).mean()
         assert via[..., 3].sum() == pytest.approx(direct[..., 3].sum(), rel=0.03)
         assert (via[..., :3] <= via[..., 3:4] + 1e-3).all()  # still premultiplied: colour never above alpha
+
+
+def test_exif_orientation_turns_a_background_upright_and_alpha_images_load_as_stored(tmp_path):
+    import io
+
+    from PIL import Image
+
+    wide = np.zeros((40, 80, 3), np.uint8)
+    wide[:, :40] = (
+        255  # left half white: upright (EXIF 6 = rotate 90 degrees clockwise), the top half is white
+    )
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.fromarray(wide).save(buf, "JPEG", exif=exif.tobytes(), quality=95)
+    (tmp_path / "phone.jpg").write_bytes(buf.getvalue())
+    rgb = sources._imread(tmp_path / "phone.jpg")
+    assert rgb.shape == (80, 40, 3)
+    assert rgb[:30].mean() > 200 and rgb[50:].mean() < 50
+    grey = np.zeros((40, 80), np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(grey).save(buf, "JPEG", exif=exif.tobytes())
+    (tmp_path / "grey.jpg").write_bytes(buf.getvalue())
+    assert sources._imread(tmp_path / "grey.jpg").shape == (80, 40, 3)
+    rgba = np.zeros((40, 80, 4), np.uint8)
+    rgba[..., 3] = 255
+    Image.fromarray(rgba).save(tmp_path / "person.png")
+    assert sources._imread(tmp_path / "person.png").shape == (40, 80, 4)

@@ -44,11 +44,16 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def _imread(path: Path) -> np.ndarray | None:
-    """Any common format, any bit depth -> uint8 HWC with 3 or 4 channels (RGB[A]), or None if unreadable."""
+    """Any common format, any bit depth -> uint8 HWC with 3 or 4 channels (RGB[A]), or None if unreadable.
+
+    Images without alpha are turned upright by their EXIF orientation, as viewers and ``codec.decode_image``
+    (prediction, evaluation) show them: a phone's JPEG would otherwise come out sideways."""
     data = np.fromfile(str(path), dtype=np.uint8)
     arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if arr is None:
         return None
+    if arr.ndim == 2 or arr.shape[2] != 4:  # IMREAD_UNCHANGED ignores EXIF orientation; these flags apply it
+        arr = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
     if arr.dtype == np.uint16:
         arr = (arr >> 8).astype(np.uint8)
     elif arr.dtype != np.uint8:
