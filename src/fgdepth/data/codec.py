@@ -5,6 +5,7 @@ All functions take and return numpy arrays in RGB order (OpenCV's BGR stays insi
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import struct
@@ -140,13 +141,30 @@ def read_bytes(path: str | Path) -> bytes:
         return f.read()
 
 
+@functools.cache
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0o666 less the process's umask (read once)."""
+    try:  # Linux: no race with threads that might set the umask meanwhile
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write under a unique temporary name in the same folder, then rename: a reader never sees half a file, and
-    a failed write leaves no temporary behind (a killed one leaves ``.<name>.*.tmp``, which resumes remove)."""
+    a failed write leaves no temporary behind (a killed one leaves ``.<name>.*.tmp``, which resumes remove).
+    The file gets the mode a plain ``open()`` would give it (mkstemp's own is 0o600: private to its owner)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # not on Windows, where mkstemp's mode does not hide the file
+            os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
