@@ -124,3 +124,39 @@ def test_mask_scale_is_chosen_at_load_and_export(model_file: Path, tmp_path: Pat
     )
     assert res.exit_code != 0 and "mask_scale must be in [0.25, 4]" in res.output
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_parity_ok_accepts_float32_rounding_and_refuses_the_rest() -> None:
+    from fgdepth.export import parity_ok
+
+    assert parity_ok(5e-5, 9e-4, 0.0)  # within atol of PyTorch
+    assert parity_ok(3.3e-4, 3.1e-4, 3.8e-4)  # the demo's model: PyTorch's own float32 error is larger
+    assert not parity_ok(3.3e-4, 3.1e-4, 1e-6)  # a difference no rounding explains
+    assert not parity_ok(1e-2, 1e-2, 4e-3)  # beyond twice the float32 error + atol
+    assert not parity_ok(float("nan"), 0.0, 0.0) and not parity_ok(0.0, 0.0, float("nan"))
+
+
+@pytest.mark.parametrize("error", ["offset", "nan"])
+def test_failed_export_leaves_nothing_and_keeps_an_older_file(
+    tmp_path: Path, monkeypatch, error: str
+) -> None:
+    from fgdepth import export
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"an older export")
+    call = export.OnnxRunner.__call__
+
+    def wrong(self, background, composite):
+        out = call(self, background, composite)
+        out[MASK_LOGITS] = out[MASK_LOGITS] + 1e-2 if error == "offset" else out[MASK_LOGITS] * np.nan
+        return out
+
+    monkeypatch.setattr(export.OnnxRunner, "__call__", wrong)
+    with pytest.raises(RuntimeError, match="onnxruntime differs from PyTorch"):
+        export_onnx(create_model("tiny"), path, size=32)
+    assert path.read_bytes() == b"an older export"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]  # no temporary left behind
+    monkeypatch.undo()
+    report = export_onnx(create_model("tiny"), path, size=32)
+    assert report["path"] == str(path) and path.stat().st_size > 1000
+    assert report["float32_error"] < 1e-4 and report["onnx_float64_error"] < 1e-4

@@ -9,6 +9,8 @@ onnx / onnxruntime are optional dependencies (``pip install fgdepth[onnx]``), im
 
 from __future__ import annotations
 
+import copy
+import os
 import time
 import warnings
 from pathlib import Path
@@ -46,20 +48,55 @@ def export_onnx(
 
     Runs ``onnx.checker.check_model``, then compares onnxruntime with PyTorch (fp32, eval mode) on random inputs
     at two (batch, height, width): ``(1, size, size)`` and ``(3, size // 2 + 1, size + 7)``.
-    Raises RuntimeError if the largest absolute difference exceeds ``atol``. The model's train/eval mode is
-    restored afterwards; tensors are created on the model's device.
+    Raises RuntimeError if the largest absolute difference exceeds ``atol`` and onnxruntime is also further from
+    a float64 copy of the model than twice PyTorch's own float32 error (plus ``atol``): a trained model can
+    amplify float32 rounding beyond 1e-4 in PyTorch itself (the demo's: logits up to 11, PyTorch float32 against
+    float64 3.8e-4, onnxruntime against float64 3.1e-4, so 3.3e-4 apart), which is no fault of the export.
+    The file is written under a temporary name and renamed only once it passes: a failed export leaves nothing
+    at ``path`` (and an older file there untouched). The model's train/eval mode is restored afterwards;
+    tensors are created on the model's device.
 
     ``dynamo=False`` (default) uses the TorchScript exporter: about 1 s, robust, dynamic axes checked above.
     ``dynamo=True`` uses the torch.export-based exporter (opset >= 18 is then used): ~25 s on 2 CPU cores,
     same graph semantics (symbolic output sizes ``(height - 1) // s + 1``).
 
     Returns:
-        ``{"path", "opset", "size", "max_abs_diff", "per_check": [{"shape", "mask_logits", "depth"}, ...]}``
+        ``{"path", "opset", "size", "max_abs_diff", "float32_error", "onnx_float64_error", "per_check":
+        [{"shape", "mask_logits", "depth", "float32_error", "onnx_float64_error"}, ...]}``: differences are
+        the largest absolute ones over both outputs; the last two against the float64 model.
     """
     import onnx
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    path = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    try:
+        report = _export_and_check(model, path, size, opset, atol, seed, dynamo, onnx)
+        os.replace(path, final)
+    finally:
+        path.unlink(missing_ok=True)
+    report["path"] = str(final)
+    print(
+        f"exported {final} (opset {report['opset']}); onnxruntime vs PyTorch max abs diff "
+        f"{report['max_abs_diff']:.2e} (PyTorch's own float32 error: {report['float32_error']:.2e})"
+    )
+    return report
+
+
+def parity_ok(
+    max_abs_diff: float, onnx_float64_error: float, float32_error: float, atol: float = 1e-4
+) -> bool:
+    """Whether onnxruntime reproduces the PyTorch model: within ``atol`` of PyTorch's float32 output, or no further
+    from the float64 model than twice PyTorch's own float32 error (plus ``atol``). NaN anywhere fails."""
+    values = (max_abs_diff, onnx_float64_error, float32_error)
+    if not all(np.isfinite(v) for v in values):
+        return False
+    return max_abs_diff <= atol or onnx_float64_error <= 2 * float32_error + atol
+
+
+def _export_and_check(
+    model: nn.Module, path: Path, size: int, opset: int, atol: float, seed: int, dynamo: bool, onnx: Any
+) -> dict[str, Any]:
     model = getattr(model, "_orig_mod", model)
     was_training = model.training
     model.eval()
@@ -107,34 +144,45 @@ def export_onnx(
             onnx.save(proto, str(path))
         onnx.checker.check_model(proto)
         runner = OnnxRunner(path)
+        model64 = copy.deepcopy(model).to("cpu", torch.float64)  # the arbiter of float32 rounding
         per_check = []
         for b, h, w in _check_sizes(size):
             bg, comp = (torch.rand(b, 3, h, w, generator=gen) for _ in range(2))
             with torch.no_grad():
                 ref = model(bg.to(device), comp.to(device))
+                ref64 = model64(bg.double(), comp.double())
             got = runner(bg.numpy(), comp.numpy())
-            diffs = {}
+            check: dict[str, Any] = {"shape": [b, 3, h, w], "float32_error": 0.0, "onnx_float64_error": 0.0}
             for name in OUTPUT_NAMES:
                 r = ref[name].float().cpu().numpy()
+                r64 = ref64[name].numpy()
                 if got[name].shape != r.shape:
                     raise RuntimeError(
                         f"ONNX {name} has shape {got[name].shape}, PyTorch {r.shape} at {(b, h, w)}"
                     )
-                diffs[name] = float(np.abs(got[name] - r).max())
-            per_check.append({"shape": [b, 3, h, w], **diffs})
+                check[name] = float(np.abs(got[name] - r).max())
+                # np.max, not max(): a NaN must survive to fail the check
+                check["float32_error"] = float(np.max([check["float32_error"], np.abs(r - r64).max()]))
+                check["onnx_float64_error"] = float(
+                    np.max([check["onnx_float64_error"], np.abs(got[name] - r64).max()])
+                )
+            per_check.append(check)
     finally:
         model.train(was_training)
-    max_diff = max(max(c[n] for n in OUTPUT_NAMES) for c in per_check)
     report = {
-        "path": str(path),
         "opset": opset,
         "size": size,
-        "max_abs_diff": max_diff,
+        "max_abs_diff": float(np.max([[c[n] for n in OUTPUT_NAMES] for c in per_check])),
+        "float32_error": float(np.max([c["float32_error"] for c in per_check])),
+        "onnx_float64_error": float(np.max([c["onnx_float64_error"] for c in per_check])),
         "per_check": per_check,
     }
-    print(f"exported {path} (opset {opset}); onnxruntime vs PyTorch max abs diff {max_diff:.2e}")
-    if max_diff > atol:
-        raise RuntimeError(f"onnxruntime differs from PyTorch by {max_diff:.2e} > {atol:.0e}: {per_check}")
+    if not parity_ok(report["max_abs_diff"], report["onnx_float64_error"], report["float32_error"], atol):
+        raise RuntimeError(
+            f"onnxruntime differs from PyTorch by {report['max_abs_diff']:.2e} > {atol:.0e}, and from the float64 "
+            f"model by {report['onnx_float64_error']:.2e}, beyond twice PyTorch's own float32 error "
+            f"({report['float32_error']:.2e}) (nan: a non-finite output): {per_check}"
+        )
     return report
 
 
