@@ -479,3 +479,30 @@ def test_quiet_lightning_drops_its_tips_and_pytree_warning_only(caplog) -> None:
     assert [r.getMessage() for r in caplog.records] == ["GPU available: False, used: False"]
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     assert sum(type(f).__name__ == "_DropLightningTips" for f in logger.filters) == 1
+
+
+def test_a_new_run_over_an_existing_one_is_refused_unless_overwrite(
+    shard_dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "r"
+    fit(_cfg(shard_dataset, out, max_steps=2))
+    (out / "notes.txt").write_text("mine")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(FileExistsError, match="already holds a training run .*checkpoints.*--resume last"):
+        fit(_cfg(shard_dataset, out, max_steps=3))
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing touched
+    fit(_cfg(shard_dataset, out, max_steps=3, overwrite=True))
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 3
+    assert (out / "notes.txt").read_text() == "mine"  # only the run's own outputs were removed
+    with open(out / "logs" / "metrics.csv", newline="") as f:
+        assert max(int(r["step"]) for r in csv.DictReader(f) if r.get("step")) <= 3
+
+
+def test_cli_train_over_an_existing_run_exits_2_naming_the_way_out(trained: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "fgdepth.cli", "train", "--data", json.loads((trained / "metrics.json").read_text())
+         ["config"]["data"], "--out", str(trained), "--max-steps", "1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "already holds a training run" in proc.stderr and "--overwrite" in proc.stderr

@@ -306,6 +306,11 @@ def train_cmd(
     ),
     seed: int | None = typer.Option(None, help="Seed \\[default: 0]."),
     resume: str | None = typer.Option(None, help="Checkpoint to resume, or 'last'."),
+    overwrite: bool | None = typer.Option(
+        None,
+        "--overwrite/--no-overwrite",
+        help="Start again in an --out that holds a run, removing its checkpoints and logs \\[default: refuse].",
+    ),
     config: Path | None = typer.Option(
         None, help="YAML TrainConfig (any field); the options given on the command line win over it."
     ),
@@ -328,7 +333,7 @@ def train_cmd(
             weighting=weighting, ema_decay=ema_decay, precision=precision, augment=augment,
             devices=int(devices) if devices is not None and devices.isdigit() else devices,
             accelerator=accelerator, strategy=strategy, num_nodes=num_nodes, num_workers=num_workers, seed=seed,
-            resume=resume, compile=compile_mode,
+            resume=resume, overwrite=overwrite, compile=compile_mode,
         ).items()
         if v is not None
     }  # fmt: skip
@@ -342,7 +347,7 @@ def train_cmd(
     try:
         cfg = from_dict(TrainConfig, merged)
         metrics = fit(cfg)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
         _fail(str(err))
     typer.echo(json.dumps(metrics, indent=2))
     typer.echo(f"run: {cfg.out}")

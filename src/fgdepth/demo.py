@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fgdepth.config import FactoryConfig
+from fgdepth.data.codec import atomic_write_bytes
 from fgdepth.metrics import HEADLINE_KEYS
 from fgdepth.train import TrainConfig, trains_on_cuda
 
@@ -89,6 +90,7 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str]
         val_every_steps=300,
         val_samples=128,
         augment_config={"person_crop_p": cfg.person_crop_p},
+        overwrite=True,  # a rerun of the demo trains again; its world is reused (the factory resumes)
     )
     fcfg = FactoryConfig(
         num_bg=cfg.num_bg,
@@ -138,5 +140,5 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str]
         "report": str(report),
         "checkpoint": str(ckpt),
     }
-    (out / "demo.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_bytes(out / "demo.json", json.dumps(summary, indent=2).encode())
     return summary

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 import typing
 import warnings
@@ -27,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from fgdepth.config import require, to_dict
 from fgdepth.data import schema
 from fgdepth.data.augment import AugmentConfig, BatchAugment, resize_batch
+from fgdepth.data.codec import atomic_write_bytes
 from fgdepth.data.reader import (
     FolderDataset,
     OnTheFlyDataset,
@@ -89,6 +91,9 @@ class TrainConfig:
     num_nodes: int = 1
     seed: int = 0
     resume: str | None = None  # a .ckpt, or "last" for <out>/checkpoints/last.ckpt
+    # An out folder that already holds a run is refused unless resuming (a forgotten --resume would replace its
+    # checkpoints and Lightning would delete its logs); True starts again there, removing that run's outputs.
+    overwrite: bool = False
     train_selection: str = "train"
     val_selection: str = "val"
     test_selection: str = "test"
@@ -771,6 +776,8 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
 
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.out)
+    if rank_zero_only.rank == 0:  # other ranks start once rank 0 may have written here already
+        prepare_run_dir(out, resume=cfg.resume is not None, overwrite=cfg.overwrite)
     out.mkdir(parents=True, exist_ok=True)
     dm = FgDataModule(cfg)
     module = make_module(cfg, model_config_for(cfg, dm), dm.depth_kind)
@@ -850,8 +857,38 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
             "train_samples": n_train,
             "config": to_dict(cfg),
         }
-        (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+        atomic_write_bytes(out / "metrics.json", json.dumps(summary, indent=2).encode())
     return metrics
+
+
+# What fit (and fgdepth report) write into a run's folder; a run is there if any of them is.
+RUN_OUTPUTS = ("checkpoints", "logs", "tb", "metrics.json", "model.safetensors", "report")
+
+
+def existing_run(out: Path) -> list[str]:
+    """The run outputs already in ``out`` (empty folders do not count)."""
+    found = []
+    for name in RUN_OUTPUTS:
+        path = out / name
+        if path.is_file() or (path.is_dir() and any(path.iterdir())):
+            found.append(name)
+    return found + sorted(p.name for p in out.glob("shards_rank*.json"))
+
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a new run over an existing one unless ``overwrite``; then remove its outputs (only those:
+    anything else in the folder is left). Resuming keeps everything."""
+    found = existing_run(out) if out.is_dir() and not resume else []
+    if not found:
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"{out} already holds a training run ({', '.join(found)}): give --resume last to continue it, "
+            "--overwrite to start again there (its checkpoints and logs are removed), or another --out"
+        )
+    for name in found:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def _validation_cadence(val_every_steps: int, steps_per_epoch: int) -> dict[str, Any]:
