@@ -230,3 +230,71 @@ def test_webdataset_library_reads_our_shards(shard_dataset):
     # decoded the webdataset way: depth needs the unchanged 16-bit decode
     depth = codec.decode_depth(samples[0][schema.EXT_DEPTH])
     assert depth.dtype == np.float32 and 1.0 < depth.max() < 7.0
+
+
+def _selected(splits: dict, stems: list[str], selection: str) -> list[str]:
+    bg_ok, fg_ok = schema.SELECTIONS[selection]
+    people = splits["people"]
+    out = []
+    for stem in stems:
+        if splits["backgrounds"][stem.split("_", 1)[0]] not in bg_ok:
+            continue
+        if people:
+            fg = schema.parse_stem(stem)[1]
+            if people[fg[:-1] if fg.endswith("f") and fg[:-1] in people else fg] not in fg_ok:
+                continue
+        out.append(stem)
+    return out
+
+
+def test_foreign_splits_hold_out_rooms_and_people_of_a_reference_folder():
+    from fgdepth.data.reader import foreign_splits
+
+    stems = [
+        f"bg{b:03d}_fg{p:03d}{m}_{k:02d}"
+        for b in range(20)
+        for p in range(10)
+        for m in ("", "f")
+        for k in (0, 1)
+    ]
+    splits = foreign_splits(stems)
+    assert splits == foreign_splits(list(reversed(stems)))  # seeded, whatever the order
+    assert sorted(splits["backgrounds"].values()).count("test") == 2 and len(splits["people"]) == 10
+    parts = {sel: _selected(splits, stems, sel) for sel in ("train", "val", "test")}
+    assert all(parts.values())
+    rooms = {sel: {s.split("_")[0] for s in part} for sel, part in parts.items()}
+    people = {sel: {s.split("_")[1].rstrip("f") for s in part} for sel, part in parts.items()}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert not rooms[a] & rooms[b] and not people[a] & people[b]
+
+
+@pytest.mark.parametrize(
+    "stems",
+    [
+        [f"cam{b}_frame{k:04d}" for b in range(6) for k in range(3)],  # names that are not <bg>_<fg>_<kk>
+        [
+            f"room{b}_p{b}_00" for b in range(6)
+        ],  # every room with its own person: no person split leaves a test
+    ],
+)
+def test_foreign_splits_fall_back_to_rooms_alone(stems):
+    from fgdepth.data.reader import foreign_splits
+
+    splits = foreign_splits(stems)
+    assert splits["people"] == {}
+    assert sorted(splits["backgrounds"].values()) == ["test", "train", "train", "train", "train", "val"]
+
+
+def test_foreign_folder_selections_are_disjoint_and_all_is_everything(folder_dataset, tmp_path):
+    import shutil
+
+    root = tmp_path / "ref"
+    for sub in (schema.BG_DIR, schema.COMP_DIR, schema.MASK_DIR):
+        shutil.copytree(folder_dataset / sub, root / sub)
+    parts = {sel: set(FolderDataset(root, sel).stems) for sel in ("train", "val", "test", "all")}
+    assert parts["all"] == set(FolderDataset(root).stems) and len(parts["all"]) == 120
+    assert parts["train"] and parts["val"] and parts["test"]
+    assert not (parts["train"] & parts["val"]) and not (parts["train"] & parts["test"])
+    assert not (parts["val"] & parts["test"])
+    rooms = {sel: {s.split("_")[0] for s in parts[sel]} for sel in ("train", "val", "test")}
+    assert not (rooms["train"] & rooms["test"]) and not (rooms["train"] & rooms["val"])

@@ -377,8 +377,10 @@ def evaluate_cmd(
         None, "--checkpoint", "-c", help="Checkpoint (.ckpt/.safetensors)."
     ),
     data: Path = typer.Option(..., "--data", "-d", help="Dataset directory, or any reference-layout folder."),
-    selection: str = typer.Option(
-        "test", help="Split selection of an fgdepth dataset (foreign folders: all)."
+    selection: str | None = typer.Option(
+        None,
+        help="Split selection: train, val, test, test_new_people, test_new_room, all \\[default: test; a folder "
+        "without a manifest: all, and a selection of it takes the seeded split that training on it used].",
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON."),
     csv_out: Path | None = typer.Option(None, "--csv", help="Write one CSV row per sample."),

@@ -77,7 +77,8 @@ def _numpy_sample(t: Mapping[str, Any]) -> Sample:
 def iter_samples(data: str | Path, selection: str = "test", limit: int | None = None) -> Iterator[Sample]:
     """Samples of a dataset as numpy dicts, in the reader's order (the first ``limit`` if given).
 
-    ``selection`` applies to fgdepth datasets; a foreign folder has no splits and yields all its samples.
+    ``selection`` names a split selection: a manifest's splits, or for a folder written by anyone the seeded
+    room and person split that training uses (:func:`fgdepth.data.reader.foreign_splits`; ``all``: every sample).
     """
     ds = open_dataset(data, selection)
     items: Iterable = iter(ds) if isinstance(ds, IterableDataset) else (ds[i] for i in range(len(ds)))
@@ -199,7 +200,7 @@ def evaluate_samples(
 def evaluate(
     checkpoint: str | Path | None,
     data: str | Path,
-    selection: str = "test",
+    selection: str | None = None,
     align: str = "auto",
     batch_size: int = 16,
     size: int | None = None,
@@ -216,8 +217,9 @@ def evaluate(
     """Evaluate a checkpoint (or an ONNX model: ``checkpoint=None, onnx=path``) on ``data``.
 
     Args:
-        selection: split selection of an fgdepth dataset (``test``, ``test_new_people``, ...); a foreign folder
-            in the reference layout has no splits and is read whole (reported as ``all``).
+        selection: split selection (``test``, ``test_new_people``, ..., ``all``); default ``test`` for an fgdepth
+            dataset, ``all`` for a folder without a manifest (a selection of such a folder takes the seeded room
+            and person split that training on it used: :func:`fgdepth.data.reader.foreign_splits`).
         align: ``auto`` (lstsq for relative-depth datasets, none for metric) | none | median | lstsq.
         size: model input size, the short side (see :func:`fgdepth.predict.model_input_size`); default the
             checkpoint's training size, else the dataset's size, else 192.
@@ -253,8 +255,8 @@ def evaluate(
         mask_scale=mask_scale,
         register=register,
     )
-    if info["fgdepth"]:
-        schema.selection_groups(selection)  # raises naming the valid selections
+    selection = selection or ("test" if info["fgdepth"] else "all")
+    schema.selection_groups(selection)  # raises naming the valid selections
     use_intrinsics = intrinsics and hfov is None
     samples = iter_samples(data, selection, limit)
     rows, _ = evaluate_samples(predictor, samples, mode, intrinsics=use_intrinsics)
@@ -264,7 +266,7 @@ def evaluate(
     out.update(
         align=mode,
         depth_kind=info["depth_kind"],
-        selection=selection if info["fgdepth"] else "all",
+        selection=selection,
         data=str(data),
         model=predictor.name,
         size=predictor.size,

@@ -258,7 +258,9 @@ def make_report(
     checkpoint = _run_checkpoint(run, summary)
     info = dataset_info(data)
     selection = summary.get("test_selection") or config.get("test_selection") or "test"
-    selection = selection if info["fgdepth"] else "all"
+    trained_on_it = bool(config.get("data")) and Path(config["data"]).resolve() == Path(data).resolve()
+    # a folder without a manifest is split as training split it (its test part) if this run trained on it
+    selection = selection if info["fgdepth"] or trained_on_it else "all"
     align = resolve_align("auto", info["depth_kind"])
     predictor = Predictor.load(checkpoint, batch_size=batch_size, device=device, default_size=info["size"])
     rows, _ = evaluate_samples(predictor, iter_samples(data, selection, limit), align)

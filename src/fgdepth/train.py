@@ -282,7 +282,13 @@ class FgDataModule:
                 )
                 ds = torch.utils.data.Subset(ds, sorted(idx.tolist()))
             if len(ds) == 0:
-                raise ValueError(f"{self.cfg.data}: the {stage} selection {sel[stage]!r} has no samples")
+                hint = (
+                    ""
+                    if self.manifest
+                    else " (a folder without a manifest is split by room, 10 % each for val and test: it needs "
+                    "three rooms or more; fgdepth.data.reader.foreign_splits)"
+                )
+                raise ValueError(f"{self.cfg.data}: the {stage} selection {sel[stage]!r} has no samples{hint}")
             self._sets[stage] = ds
         return self._sets[stage]
 

@@ -261,10 +261,49 @@ def _shuffle_buffer(it: Iterator, size: int, rng: random.Random) -> Iterator:
     yield from buf
 
 
+FOREIGN_VAL_FRACTION = FOREIGN_TEST_FRACTION = (
+    0.1  # a folder without a manifest: its held-out rooms and people
+)
+FOREIGN_SPLIT_SEED = 0
+
+
+def foreign_splits(stems: list[str]) -> dict[str, dict[str, str]]:
+    """Splits for a folder someone else wrote (no manifest), in the manifest's form ``{"backgrounds": {id: split},
+    "people": {id: split}}``: 10 % of its rooms each for val and test (at least one each where there are three or
+    more), seeded, so that train, val and test never share a room.
+
+    Rooms are the stems' first ``_`` field (as the reference layout pairs a composite with ``bg/<bg_id>``). Where
+    every stem reads as ``<bg_id>_<fg_id>_<kk>`` and splitting the people as well (10 % each, a mirrored
+    ``<fg_id>f`` with ``<fg_id>``) still leaves samples in train, val and test, people are held out too;
+    otherwise ``"people"`` is empty and the split holds out rooms only (names are not always people).
+    """
+    from fgdepth.factory import assign_splits  # the factory's own rule (lazy: the factory imports the world)
+
+    def split(ids: list[str], stream: int) -> dict[str, str]:
+        rng = np.random.default_rng([FOREIGN_SPLIT_SEED, stream])
+        return dict(
+            zip(ids, assign_splits(len(ids), FOREIGN_VAL_FRACTION, FOREIGN_TEST_FRACTION, rng), strict=True)
+        )
+
+    rooms = split(sorted({stem.split("_", 1)[0] for stem in stems}), 0)
+    try:
+        parsed = [schema.parse_stem(stem) for stem in stems]
+    except ValueError:
+        return {"backgrounds": rooms, "people": {}}
+    fg_ids = {fg for _, fg, _ in parsed}
+    person_of = {f: f[:-1] if f.endswith("f") and f[:-1] in fg_ids else f for f in fg_ids}
+    people = split(sorted(set(person_of.values())), 1)
+    found = {(rooms[bg], people[person_of[fg]]) for bg, fg, _ in parsed}
+    if all((name, name) in found for name in ("train", "val", "test")):
+        return {"backgrounds": rooms, "people": people}
+    return {"backgrounds": rooms, "people": {}}
+
+
 class FolderDataset(Dataset):
     """The reference folder layout: ``bg/<bg_id>.*``, ``bg_fg/<bg_id>_<rest>.jpg``, ``bg_fg_mask/<stem>.png``,
-    optional ``bg_fg_depth/<stem>.png`` (uint16). Works on folders written by anyone; with an fgdepth manifest,
-    ``selection`` keeps the samples whose background and person belong to it."""
+    optional ``bg_fg_depth/<stem>.png`` (uint16). Works on folders written by anyone. ``selection`` keeps the
+    samples whose background and person belong to it: the splits of the fgdepth manifest, or for a folder without
+    one those of :func:`foreign_splits` (``splits`` says which; ``selection="all"`` keeps every sample)."""
 
     def __init__(
         self,
@@ -283,21 +322,32 @@ class FolderDataset(Dataset):
         self.manifest = None
         if (self.root / schema.MANIFEST_NAME).is_file():
             self.manifest = read_manifest(self.root)
-            stems = self._select(stems, selection)
-        self.stems = stems
+        self.splits = self.manifest["splits"] if self.manifest else foreign_splits(stems)
+        self.stems = self._select(stems, selection)
         self.transform = transform
         self.scale = depth_scale if depth_scale is not None else depth_scale_of(self.manifest or {})
         self._backgrounds = _BackgroundCache(self.root)
 
     def _select(self, stems: list[str], selection: str) -> list[str]:
         schema.selection_groups(selection)  # raises the error listing valid names if unknown
+        if self.manifest is None and selection == "all":
+            return stems
         bg_ok, fg_ok = schema.SELECTIONS[selection]
-        splits = self.manifest["splits"]
+        rooms, people = self.splits["backgrounds"], self.splits["people"]
+        if (
+            not people and self.manifest is None
+        ):  # a foreign folder whose people are unknown: rooms alone decide
+            if selection == "test_new_people":
+                raise ValueError(
+                    f"{self.root}: its composites' names do not say who is in them (<bg_id>_<fg_id>_<kk>), so no "
+                    "selection of unseen people can be made"
+                )
+            return [stem for stem in stems if rooms.get(stem.split("_", 1)[0]) in bg_ok]
         keep = []
         for stem in stems:
             bg_id, fg, _ = schema.parse_stem(stem)
-            person = fg[:-1] if fg.endswith("f") and fg[:-1] in splits["people"] else fg
-            if splits["backgrounds"].get(bg_id) in bg_ok and splits["people"].get(person) in fg_ok:
+            person = fg[:-1] if fg.endswith("f") and fg[:-1] in people else fg
+            if rooms.get(bg_id) in bg_ok and people.get(person) in fg_ok:
                 keep.append(stem)
         return keep
 
