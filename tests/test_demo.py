@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from fgdepth import cli, demo
 from fgdepth.demo import DemoConfig, run_demo
+from fgdepth.factory import DatasetExistsError
 from fgdepth.metrics import HEADLINE_KEYS
 
 
@@ -35,6 +36,19 @@ def test_demo_runs_every_stage_and_records_its_recipe(tmp_path: Path) -> None:
     assert (config["batch_size"], config["accelerator"], config["compile"]) == (8, "auto", None)
     assert config["augment_config"] == {"person_crop_p": cfg.person_crop_p}
 
+    # a rerun reuses the world and trains again; a world of other settings is refused, naming them
+    run_demo(tmp_path / "demo", cfg, log=lines.append)
+    assert json.loads((tmp_path / "demo" / "run" / "metrics.json").read_text())["config"] == config
+    other = DemoConfig(**{**cfg.__dict__, "num_bg": 12})
+    with pytest.raises(DatasetExistsError, match=r"other settings \(num_bg: 10 -> 12\).*--overwrite"):
+        run_demo(tmp_path / "demo", other, log=lines.append)
+    result = CliRunner().invoke(cli.app, ["demo", "--out", str(tmp_path / "demo"), "--num-bg", "12"])
+    assert (
+        result.exit_code == 2
+        and "num_bg: 1000 -> 12" not in result.output
+        and "other settings" in result.output
+    )
+
 
 @pytest.mark.parametrize(
     ("setting", "message"),
@@ -50,7 +64,7 @@ def test_demo_stops_on_a_bad_setting_before_any_work(tmp_path: Path, setting: di
 def test_demo_cli_passes_the_gpu_settings_and_names_a_bad_one(tmp_path: Path, monkeypatch) -> None:
     seen = []
 
-    def fake_run_demo(out, cfg, log):
+    def fake_run_demo(out, cfg, log, overwrite):
         seen.append(cfg)
         raise ValueError("stop here")
 

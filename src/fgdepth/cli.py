@@ -528,11 +528,15 @@ def demo_cmd(
         "--compile",
         help="torch.compile the training step, e.g. reduce-overhead on a GPU (as fgdepth train).",
     ),
+    overwrite: bool = typer.Option(
+        False, help="Replace a world in OUT/data made with other settings (else it is reused, or refused)."
+    ),
 ) -> None:
     """The whole cycle on the procedural world: dataset, training (tiny), held-out evaluation, report.
 
     On a GPU: fgdepth demo --workers 16 --batch-size 128 --compile reduce-overhead"""
     from fgdepth.demo import DemoConfig, run_demo
+    from fgdepth.factory import DatasetExistsError
 
     given = (("num_bg", num_bg), ("num_fg", num_fg), ("limit", limit))
     sizes = {k: v for k, v in given if v is not None}
@@ -541,8 +545,8 @@ def demo_cmd(
         compile=compile_mode, **sizes,
     )  # fmt: skip
     try:
-        summary = run_demo(out, cfg, log=typer.echo)
-    except ValueError as err:  # a setting out of range: TrainConfig and FactoryConfig name it before any work
+        summary = run_demo(out, cfg, log=typer.echo, overwrite=overwrite)
+    except (ValueError, DatasetExistsError) as err:  # a setting out of range, or OUT/data another world
         _fail(str(err))
     h = summary["headline"]
     typer.echo(

@@ -60,8 +60,16 @@ class DemoConfig:
     compile: str | None = None
 
 
-def run_demo(out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str], None] = print) -> dict:
-    """Run every stage into ``out`` and return the headline metrics (also in ``out/demo.json``)."""
+def run_demo(
+    out: str | Path,
+    cfg: DemoConfig | None = None,
+    log: Callable[[str], None] = print,
+    overwrite: bool = False,
+) -> dict:
+    """Run every stage into ``out`` and return the headline metrics (also in ``out/demo.json``).
+
+    A world already in ``out/data`` is reused (the factory resumes it); one made with other settings raises
+    ``fgdepth.factory.DatasetExistsError`` naming them, unless ``overwrite`` replaces it. Training starts again."""
     from fgdepth.evaluate import evaluate
     from fgdepth.factory import make_dataset
     from fgdepth.report import make_report
@@ -107,7 +115,7 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, log: Callable[[str]
     out.mkdir(parents=True, exist_ok=True)
     t = time.time()
     log(f"[1/4] procedural world -> {data}")
-    manifest = make_dataset(fcfg, data)
+    manifest = make_dataset(fcfg, data, overwrite=overwrite)
     timings["dataset_s"] = round(time.time() - t, 1)
     log(f"      {manifest['counts']['samples']:,} samples in {timings['dataset_s']} s")
 

@@ -288,7 +288,9 @@ class FgDataModule:
                     else " (a folder without a manifest is split by room, 10 % each for val and test: it needs "
                     "three rooms or more; fgdepth.data.reader.foreign_splits)"
                 )
-                raise ValueError(f"{self.cfg.data}: the {stage} selection {sel[stage]!r} has no samples{hint}")
+                raise ValueError(
+                    f"{self.cfg.data}: the {stage} selection {sel[stage]!r} has no samples{hint}"
+                )
             self._sets[stage] = ds
         return self._sets[stage]
 
