@@ -506,3 +506,13 @@ def test_cli_train_over_an_existing_run_exits_2_naming_the_way_out(trained: Path
     )  # fmt: skip
     assert proc.returncode == 2
     assert "already holds a training run" in proc.stderr and "--overwrite" in proc.stderr
+
+
+def test_a_wrong_data_folder_costs_an_existing_run_nothing_even_with_overwrite(
+    trained: Path, tmp_path: Path
+) -> None:
+    before = {p: p.read_bytes() for p in trained.rglob("*") if p.is_file()}
+    for data in (tmp_path / "nowhere", tmp_path):  # no folder; a folder that is not a dataset
+        with pytest.raises(FileNotFoundError, match="no such dataset folder|expected the reference layout"):
+            fit(_cfg(data, trained, overwrite=True))
+    assert {p: p.read_bytes() for p in trained.rglob("*") if p.is_file()} == before

@@ -260,6 +260,8 @@ class FgDataModule:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         root = Path(cfg.data)
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: no such dataset folder")
         self.manifest = read_manifest(root) if (root / schema.MANIFEST_NAME).is_file() else None
         self._sets: dict[str, Dataset] = {}
 
@@ -784,11 +786,13 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
 
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.out)
+    dm = FgDataModule(cfg)  # the data first: a wrong --data must cost an existing run (--overwrite) nothing
+    model_config = model_config_for(cfg, dm)
+    n_train = len(dm.dataset("train"))
     if rank_zero_only.rank == 0:  # other ranks start once rank 0 may have written here already
         prepare_run_dir(out, resume=cfg.resume is not None, overwrite=cfg.overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    dm = FgDataModule(cfg)
-    module = make_module(cfg, model_config_for(cfg, dm), dm.depth_kind)
+    module = make_module(cfg, model_config, dm.depth_kind)
     if cfg.channels_last:
         module.to(memory_format=torch.channels_last)
     ckpt_path = _resume_path(cfg, out)
@@ -798,7 +802,6 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     best = ModelCheckpoint(
         dirpath=out / "checkpoints", filename="best", monitor=_MONITOR, mode="max", save_last=True
     )
-    n_train = len(dm.dataset("train"))
     steps_per_epoch = max(1, n_train // cfg.batch_size)
     trainer = pl.Trainer(
         default_root_dir=str(out),
