@@ -899,7 +899,10 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
         )
     for name in found:
         path = out / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def _validation_cadence(val_every_steps: int, steps_per_epoch: int) -> dict[str, Any]:

@@ -261,9 +261,8 @@ def _shuffle_buffer(it: Iterator, size: int, rng: random.Random) -> Iterator:
     yield from buf
 
 
-FOREIGN_VAL_FRACTION = FOREIGN_TEST_FRACTION = (
-    0.1  # a folder without a manifest: its held-out rooms and people
-)
+# a folder without a manifest (foreign_splits): the share of its rooms (and people) held out for val and for test
+FOREIGN_VAL_FRACTION = FOREIGN_TEST_FRACTION = 0.1
 FOREIGN_SPLIT_SEED = 0
 
 
@@ -334,9 +333,8 @@ class FolderDataset(Dataset):
             return stems
         bg_ok, fg_ok = schema.SELECTIONS[selection]
         rooms, people = self.splits["backgrounds"], self.splits["people"]
-        if (
-            not people and self.manifest is None
-        ):  # a foreign folder whose people are unknown: rooms alone decide
+        # a foreign folder whose people are unknown: rooms alone decide
+        if not people and self.manifest is None:
             if selection == "test_new_people":
                 raise ValueError(
                     f"{self.root}: its composites' names do not say who is in them (<bg_id>_<fg_id>_<kk>), so no "
