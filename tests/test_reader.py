@@ -298,3 +298,24 @@ def test_foreign_folder_selections_are_disjoint_and_all_is_everything(folder_dat
     assert not (parts["val"] & parts["test"])
     rooms = {sel: {s.split("_")[0] for s in parts[sel]} for sel in ("train", "val", "test")}
     assert not (rooms["train"] & rooms["test"]) and not (rooms["train"] & rooms["val"])
+
+
+def test_foreign_background_of_another_size_is_fitted_and_a_mismatched_mask_is_named(tmp_path):
+    import cv2
+
+    root = tmp_path / "ref"
+    for sub in (schema.BG_DIR, schema.COMP_DIR, schema.MASK_DIR):
+        (root / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(root / schema.BG_DIR / "room.jpg"), rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    cv2.imwrite(
+        str(root / schema.COMP_DIR / "room_a_00.jpg"), rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    )
+    cv2.imwrite(str(root / schema.MASK_DIR / "room_a_00.png"), np.zeros((60, 80), np.uint8))
+    s = FolderDataset(root).load_numpy(0)
+    assert s[schema.BACKGROUND].shape == s[schema.COMPOSITE].shape == (60, 80, 3)
+    cv2.imwrite(str(root / schema.MASK_DIR / "room_a_00.png"), np.zeros((30, 40), np.uint8))
+    with pytest.raises(
+        ValueError, match=r"room_a_00.png: size 40x30 differs from its composite room_a_00.jpg's 80x60"
+    ):
+        FolderDataset(root).load_numpy(0)

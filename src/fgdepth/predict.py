@@ -282,16 +282,6 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return codec.decode_image(codec.read_bytes(path), str(path))
 
 
-def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The background at (height, width): unchanged if it already is, else resized (area down, linear up)."""
-    if background.shape[:2] == (height, width):
-        return background
-    shrink = background.shape[0] > height or background.shape[1] > width
-    return cv2.resize(
-        background, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    )
-
-
 def _depth_range(depths: Sequence[np.ndarray]) -> tuple[float, float]:
     """(2nd, 98th) percentile of the positive values: a colour range robust to a few outliers."""
     vals = np.concatenate([d[np.isfinite(d) & (d > 0)].ravel() for d in depths] or [np.zeros(0)])
@@ -350,7 +340,7 @@ def predict_images(
     for start in range(0, len(images), step):
         paths = images[start : start + step]
         comps = [read_rgb(p) for p in paths]
-        bgs = [fit_background(background, *c.shape[:2]) for c in comps]
+        bgs = [codec.fit_background(background, *c.shape[:2]) for c in comps]
         for path, comp, (mask, depth) in zip(paths, comps, predictor(bgs, comps), strict=True):
             files = write_pictures(out, path.stem, pictures(comp, mask, depth))
             written.append(
@@ -391,7 +381,7 @@ def predict_video(predictor: Predictor, background: np.ndarray, video: Path, out
     writer, rng, n = None, None, 0
     try:
         for frames in _video_frames(video, max(1, predictor.batch_size)):
-            bg = fit_background(background, *frames[0].shape[:2])
+            bg = codec.fit_background(background, *frames[0].shape[:2])
             preds = predictor([bg] * len(frames), frames)
             rng = rng or _depth_range([d for _, d in preds])
             for frame, (mask, depth) in zip(frames, preds, strict=True):

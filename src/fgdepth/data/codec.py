@@ -113,6 +113,17 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
 
 
+def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The background at (height, width): unchanged if it already is, else resized (area down, linear up), so that
+    a pair whose shots were stored at different sizes lines up."""
+    if background.shape[:2] == (height, width):
+        return background
+    shrink = background.shape[0] > height or background.shape[1] > width
+    return cv2.resize(
+        background, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    )
+
+
 def decode_mask(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """PNG bytes -> (H, W) bool (pixels > 127)."""
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)

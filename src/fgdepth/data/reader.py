@@ -360,17 +360,28 @@ class FolderDataset(Dataset):
             raise FileNotFoundError(f"{mask_path}: missing mask for composite {comp_path.name}")
         depth_path = self.root / schema.DEPTH_DIR / f"{stem}.png"
         bg_id = stem.split("_", 1)[0]
+        comp = codec.decode_image(codec.read_bytes(comp_path), str(comp_path))
+        mask = codec.decode_mask(codec.read_bytes(mask_path), str(mask_path))
+        depth = (
+            codec.decode_depth(codec.read_bytes(depth_path), self.scale, str(depth_path))
+            if depth_path.is_file()
+            else None
+        )
+        for path, label in ((mask_path, mask), (depth_path, depth)):
+            if label is not None and label.shape[:2] != comp.shape[:2]:
+                raise ValueError(
+                    f"{path}: size {label.shape[1]}x{label.shape[0]} differs from its composite {comp_path.name}'s "
+                    f"{comp.shape[1]}x{comp.shape[0]}"
+                )
+        h, w = comp.shape[:2]
         return {
             schema.KEY: stem,
-            schema.BACKGROUND: self._backgrounds(bg_id),
+            # a background stored at another size than the composite (anyone's folders) is resized to it
+            schema.BACKGROUND: codec.fit_background(self._backgrounds(bg_id), h, w),
             schema.FOCAL: self._backgrounds.focal(bg_id),
-            schema.COMPOSITE: codec.decode_image(codec.read_bytes(comp_path), str(comp_path)),
-            schema.MASK: codec.decode_mask(codec.read_bytes(mask_path), str(mask_path)),
-            schema.DEPTH: (
-                codec.decode_depth(codec.read_bytes(depth_path), self.scale, str(depth_path))
-                if depth_path.is_file()
-                else None
-            ),
+            schema.COMPOSITE: comp,
+            schema.MASK: mask,
+            schema.DEPTH: depth,
         }
 
     def __getitem__(self, i: int) -> dict:
