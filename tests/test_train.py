@@ -516,3 +516,14 @@ def test_a_wrong_data_folder_costs_an_existing_run_nothing_even_with_overwrite(
         with pytest.raises(FileNotFoundError, match="no such dataset folder|expected the reference layout"):
             fit(_cfg(data, trained, overwrite=True))
     assert {p: p.read_bytes() for p in trained.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("source", ["auto", "folders"])
+def test_trains_on_a_foreign_folder_of_mixed_sizes(tmp_path: Path, source: str) -> None:
+    from eval_helpers import REF_SIZES, write_reference_folder
+
+    data = write_reference_folder(tmp_path / "ref")  # 4 rooms, each image its own size, no manifest
+    assert len(set(REF_SIZES)) == len(REF_SIZES)
+    metrics = fit(_cfg(data, tmp_path / "r", source=source, batch_size=2, max_steps=2, cache_size=32))
+    summary = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert summary["train_samples"] == 2 and "mask_iou" in metrics  # 2 rooms train, 1 val, 1 test

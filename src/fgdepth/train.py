@@ -18,6 +18,7 @@ import time
 import typing
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -147,34 +148,47 @@ class TrainConfig:
 
 
 # ----------------------------------------------------------------------------------------------- data
+def square_sample(sample: dict, size: int) -> dict:
+    """A numpy sample squeezed to (size, size): images by area (down) or linear (up), mask and depth by nearest
+    (no mixing of labels), a missing depth as zeros (unknown), the focal length re-referred to the new width."""
+    import cv2
+
+    h, w = sample[schema.MASK].shape
+    shape = (size, size)
+    interp = cv2.INTER_AREA if h > size else cv2.INTER_LINEAR
+    depth = sample.get(schema.DEPTH)
+    return {
+        **sample,
+        schema.BACKGROUND: cv2.resize(sample[schema.BACKGROUND], shape, interpolation=interp),
+        schema.COMPOSITE: cv2.resize(sample[schema.COMPOSITE], shape, interpolation=interp),
+        schema.MASK: cv2.resize(sample[schema.MASK].astype(np.uint8), shape, interpolation=cv2.INTER_NEAREST),
+        schema.DEPTH: (
+            np.zeros(shape, np.float32)
+            if depth is None
+            else cv2.resize(depth, shape, interpolation=cv2.INTER_NEAREST)
+        ),
+        # focal is relative to the short side; squeezing to a square makes the width the reference
+        schema.FOCAL: float(sample.get(schema.FOCAL) or 0.0) * min(h, w) / w,
+    }
+
+
 class MemoryDataset(Dataset):
     """A selection decoded once and held as uint8 / float32 tensors at ``cache_size``: on 2 CPU cores decoding
     JPEG/PNG every step costs more than the tiny model's training step."""
 
     def __init__(self, source: ShardDataset | FolderDataset, cache_size: int):
-        import cv2
-
         samples = (
             source.iter_numpy()
             if isinstance(source, ShardDataset)
             else map(source.load_numpy, range(len(source)))
         )
         bgs, comps, masks, depths, focals, keys = [], [], [], [], [], []
-        size = (cache_size, cache_size)
-        for s in samples:
-            h, w = s[schema.MASK].shape
-            interp = cv2.INTER_AREA if h > cache_size else cv2.INTER_LINEAR
-            bgs.append(cv2.resize(s[schema.BACKGROUND], size, interpolation=interp))
-            comps.append(cv2.resize(s[schema.COMPOSITE], size, interpolation=interp))
-            masks.append(cv2.resize(s[schema.MASK].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST))
-            d = s[schema.DEPTH]
-            depths.append(
-                np.zeros(size, np.float32)
-                if d is None
-                else cv2.resize(d, size, interpolation=cv2.INTER_NEAREST)
-            )
-            # focal is relative to the short side; squeezing to a square makes the width the reference
-            focals.append(float(s.get(schema.FOCAL) or 0.0) * min(h, w) / w)
+        for s in (square_sample(sample, cache_size) for sample in samples):
+            bgs.append(s[schema.BACKGROUND])
+            comps.append(s[schema.COMPOSITE])
+            masks.append(s[schema.MASK])
+            depths.append(s[schema.DEPTH])
+            focals.append(s[schema.FOCAL])
             keys.append(s[schema.KEY])
         if not keys:
             raise ValueError("no samples to cache")
@@ -232,10 +246,14 @@ def _source_dataset(cfg: TrainConfig, selection: str, train: bool) -> Dataset:
     manifest = read_manifest(root) if (root / schema.MANIFEST_NAME).is_file() else None
     source = cfg.source
     if source == "auto":
-        small = manifest is not None and manifest["counts"]["samples"] <= 60_000
+        count = (
+            manifest["counts"]["samples"]
+            if manifest is not None
+            else len(list((root / schema.COMP_DIR).glob("*")))  # a foreign folder: its composites
+        )
         source = (
             "memory"
-            if small
+            if count <= 60_000
             else ("shards" if manifest and manifest["format"] == "webdataset" else "folders")
         )
     if source == "on-the-fly":
@@ -247,6 +265,11 @@ def _source_dataset(cfg: TrainConfig, selection: str, train: bool) -> Dataset:
         whole = {"rank": 0, "world_size": 1} if (source == "memory" or not train) else {}
         streamed = {"shuffle": train, "equal_split": train} if source == "shards" else {}
         base: Dataset = ShardDataset(root, selection, seed=cfg.seed, **whole, **streamed)
+    elif manifest is None:  # anyone's folder: its samples may differ in size; a batch needs one
+        size = cfg.infer_size or cfg.cache_size
+        base = FolderDataset(
+            root, selection, transform=None if source == "memory" else partial(square_sample, size=size)
+        )
     else:
         base = FolderDataset(root, selection)
     if source == "memory":
