@@ -53,6 +53,7 @@ def test_fit_writes_checkpoints_logs_and_test_metrics(trained: Path) -> None:
     assert 0.0 <= summary["test"]["mask_iou"] <= 1.0
     assert "depth_abs_rel" in summary["test"]
     assert any((trained / "tb").rglob("events.out.tfevents*"))
+    assert summary["best_checkpoint"] == str(Path(summary["config"]["out"]) / "checkpoints" / "best.ckpt")
 
 
 def test_checkpoint_rebuilds_the_model_with_identical_outputs(trained: Path) -> None:

@@ -871,6 +871,10 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
         trainer.save_checkpoint(out / "checkpoints" / "best.ckpt", weights_only=False)
         best.best_model_path = str(out / "checkpoints" / "best.ckpt")
     best_path = best.best_model_path or best.last_model_path
+    if best_path and Path(best_path).resolve() == (out / "checkpoints" / "best.ckpt").resolve():
+        best_path = str(
+            out / "checkpoints" / "best.ckpt"
+        )  # as --out gave it, whichever saved it (Lightning: absolute)
     results = trainer.test(
         module,
         dataloaders=dm.test_dataloader(),
