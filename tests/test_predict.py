@@ -79,6 +79,26 @@ def test_predict_images_resizes_background(model_file: Path, inputs: Path, tmp_p
     _check_outputs(tmp_path, "b", (45, 60))
 
 
+def test_predict_images_skips_an_unreadable_one_and_predicts_the_rest(
+    model_file: Path, inputs: Path, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    imgs = tmp_path / "imgs"
+    shutil.copytree(inputs / "imgs", imgs)
+    (imgs / "0_broken.jpg").write_bytes(b"not a picture")  # first in the batch
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["predict", "-c", str(model_file), "-b", str(inputs / "bg.png"), "--images",
+                                      str(imgs), "--out", str(out), "--size", "64"])  # fmt: skip
+    assert result.exit_code == 1 and "1 input(s) skipped" in result.output and "0_broken.jpg" in result.output
+    _check_outputs(out, "a", (60, 80))
+    _check_outputs(out, "b", (45, 60))
+    summary = json.loads((out / "predict.json").read_text())
+    assert [o["input"] for o in summary["skipped"]] == [str(imgs / "0_broken.jpg")]
+    assert len(summary["outputs"]) == 2
+
+
 def test_predict_video(model_file: Path, inputs: Path, tmp_path: Path) -> None:
     _run(["-c", str(model_file), "-b", str(inputs / "bg.png"), "--video", str(inputs / "clip.mp4"),
           "--out", str(tmp_path), "--size", "64", "--batch-size", "2"])  # fmt: skip

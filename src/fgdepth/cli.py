@@ -467,6 +467,12 @@ def predict_cmd(
     outputs = summary["outputs"]
     frames = sum(o.get("frames", 1) for o in outputs)
     typer.echo(f"predicted {frames} image(s) at model size {summary['size']}; wrote {out}")
+    if summary["skipped"]:
+        skipped = summary["skipped"]
+        _fail(
+            f"{len(skipped)} input(s) skipped (listed in {out / 'predict.json'}): {skipped[0]['error']}",
+            code=1,
+        )
 
 
 @app.command("report")

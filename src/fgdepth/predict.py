@@ -333,13 +333,23 @@ _FOLDERS = {"mask": "masks", "depth": "depth", "depth_color": "depth_color", "ov
 def predict_images(
     predictor: Predictor, background: np.ndarray, images: Sequence[Path], out: Path
 ) -> list[dict[str, str]]:
-    """Predict every image file against ``background`` and write its four pictures under ``out``."""
+    """Predict every image file against ``background`` and write its four pictures under ``out``.
+
+    An image that cannot be read is skipped, its entry ``{"input", "error"}``, and the others are predicted: one
+    corrupt frame in a folder of thousands must not cost the rest."""
     out.mkdir(parents=True, exist_ok=True)
-    written = []
+    written: list[dict[str, str]] = []
     step = max(1, predictor.batch_size)
     for start in range(0, len(images), step):
-        paths = images[start : start + step]
-        comps = [read_rgb(p) for p in paths]
+        paths, comps = [], []
+        for p in images[start : start + step]:
+            try:
+                comps.append(read_rgb(p))
+                paths.append(p)
+            except (codec.DecodeError, OSError) as err:
+                written.append({"input": str(p), "error": str(err)})
+        if not paths:
+            continue
         bgs = [codec.fit_background(background, *c.shape[:2]) for c in comps]
         for path, comp, (mask, depth) in zip(paths, comps, predictor(bgs, comps), strict=True):
             files = write_pictures(out, path.stem, pictures(comp, mask, depth))
@@ -475,7 +485,8 @@ def predict(
         "size": predictor.size,
         "hfov": hfov,
         "register": register,
-        "outputs": outputs,
+        "outputs": [o for o in outputs if "error" not in o],
+        "skipped": [o for o in outputs if "error" in o],  # inputs that could not be read, with the reason
     }
     write_atomic(out / "predict.json", json.dumps(summary, indent=2).encode())
     return summary
