@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -61,22 +62,14 @@ def test_decoders_name_the_file():
         codec.decode_uint16(eight_bit, name="d.png")
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "fchmod"), reason="POSIX file modes")
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX file modes")
 def test_atomic_write_gives_the_mode_open_would_and_leaves_no_temporary(tmp_path):
-    import os
-
     path = codec.atomic_write_bytes(tmp_path / "out" / "a.json", b"{}")
     assert path.read_bytes() == b"{}"
     plain = tmp_path / "plain"
     plain.write_bytes(b"")  # the umask's mode for a new file, as any tool writes it
     assert (path.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)
-    assert (path.stat().st_mode & 0o044) == (0o044 & ~_umask()), "readable by others where the umask allows"
-    assert sorted(os.listdir(path.parent)) == ["a.json"]
-
-
-def _umask() -> int:
-    import os
-
-    old = os.umask(0)
-    os.umask(old)
-    return old
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o044 == 0o044 & ~umask, "readable by others where the umask allows"
+    assert os.listdir(path.parent) == ["a.json"]
