@@ -49,11 +49,17 @@ def _imread(path: Path) -> np.ndarray | None:
     Images without alpha are turned upright by their EXIF orientation, as viewers and ``codec.decode_image``
     (prediction, evaluation) show them: a phone's JPEG would otherwise come out sideways."""
     data = np.fromfile(str(path), dtype=np.uint8)
-    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if not data.size:
+        return None
+    # IMREAD_UNCHANGED keeps an alpha channel but ignores EXIF orientation; these flags apply it. A JPEG holds no
+    # alpha, so it is decoded once, with them; another format only again when it turned out to have no alpha.
+    upright = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH
+    jpeg = data[:2].tobytes() == b"\xff\xd8"
+    arr = cv2.imdecode(data, upright if jpeg else cv2.IMREAD_UNCHANGED)
+    if arr is not None and not jpeg and (arr.ndim == 2 or arr.shape[2] != 4):
+        arr = cv2.imdecode(data, upright)
     if arr is None:
         return None
-    if arr.ndim == 2 or arr.shape[2] != 4:  # IMREAD_UNCHANGED ignores EXIF orientation; these flags apply it
-        arr = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
     if arr.dtype == np.uint16:
         arr = (arr >> 8).astype(np.uint8)
     elif arr.dtype != np.uint8:
