@@ -867,14 +867,13 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     # final weights too, and keep them as best if they are
     final = trainer.validate(module, dataloaders=dm.val_dataloader(), verbose=False)
     score = (final[0] if final else {}).get(_MONITOR)
+    best_file = out / "checkpoints" / "best.ckpt"
     if score is not None and (best.best_model_score is None or score >= float(best.best_model_score)):
-        trainer.save_checkpoint(out / "checkpoints" / "best.ckpt", weights_only=False)
-        best.best_model_path = str(out / "checkpoints" / "best.ckpt")
+        trainer.save_checkpoint(best_file, weights_only=False)
+        best.best_model_path = str(best_file)
     best_path = best.best_model_path or best.last_model_path
-    if best_path and Path(best_path).resolve() == (out / "checkpoints" / "best.ckpt").resolve():
-        best_path = str(
-            out / "checkpoints" / "best.ckpt"
-        )  # as --out gave it, whichever saved it (Lightning: absolute)
+    if best_path and Path(best_path).resolve() == best_file.resolve():
+        best_path = str(best_file)  # as --out gave it, whichever saved it (Lightning records it absolute)
     results = trainer.test(
         module,
         dataloaders=dm.test_dataloader(),
