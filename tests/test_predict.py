@@ -172,3 +172,22 @@ def test_flip_tta_averages_the_pair_and_its_mirror_image() -> None:
     np.testing.assert_allclose(depth_tta, (depth + mirrored[:, ::-1]) / 2, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(mirrored_tta, depth_tta[:, ::-1], rtol=1e-5, atol=1e-6)  # mirror-symmetric
     assert not np.allclose(depth_tta, depth)  # the model itself is not
+
+
+def test_predict_images_with_one_stem_keeps_each_outputs(
+    model_file: Path, inputs: Path, tmp_path: Path
+) -> None:
+    # x.jpg and x.png: each wrote x_mask.png..., the second silently replacing the first's outputs
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    bg, comp, _, _ = scene(60, 80, 0)
+    cv2.imwrite(str(imgs / "x.jpg"), comp[..., ::-1])
+    cv2.imwrite(str(imgs / "x.png"), cv2.resize(comp, (60, 45))[..., ::-1])
+    out = tmp_path / "out"
+    _run(["-c", str(model_file), "-b", str(inputs / "bg.png"), "--images", str(imgs), "--out", str(out),
+          "--size", "64"])  # fmt: skip
+    summary = json.loads((out / "predict.json").read_text())
+    masks = {o["input"]: o["mask"] for o in summary["outputs"]}
+    assert len(set(masks.values())) == 2, masks
+    assert _read(Path(masks[str(imgs / "x.jpg")])).shape == (60, 80)
+    assert _read(Path(masks[str(imgs / "x.png")])).shape == (45, 60)

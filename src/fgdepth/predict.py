@@ -330,6 +330,15 @@ def write_pictures(out: Path, stem: str, pics: dict[str, np.ndarray], folders: b
 _FOLDERS = {"mask": "masks", "depth": "depth", "depth_color": "depth_color", "overlay": "overlay"}
 
 
+def output_stems(images: Sequence[Path]) -> list[str]:
+    """The stem each image's outputs are named by: its own, or ``<stem>_<suffix>`` where several inputs share a
+    stem (``x.jpg`` and ``x.png`` would otherwise write the same ``x_mask.png``, the second replacing the first)."""
+    counts: dict[str, int] = {}
+    for p in images:
+        counts[p.stem] = counts.get(p.stem, 0) + 1
+    return [p.stem if counts[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.')}" for p in images]
+
+
 def predict_images(
     predictor: Predictor, background: np.ndarray, images: Sequence[Path], out: Path
 ) -> list[dict[str, str]]:
@@ -339,6 +348,7 @@ def predict_images(
     corrupt frame in a folder of thousands must not cost the rest."""
     out.mkdir(parents=True, exist_ok=True)
     written: list[dict[str, str]] = []
+    stems = dict(zip(images, output_stems(images), strict=True))
     step = max(1, predictor.batch_size)
     for start in range(0, len(images), step):
         paths, comps = [], []
@@ -352,10 +362,9 @@ def predict_images(
             continue
         bgs = [codec.fit_background(background, *c.shape[:2]) for c in comps]
         for path, comp, (mask, depth) in zip(paths, comps, predictor(bgs, comps), strict=True):
-            files = write_pictures(out, path.stem, pictures(comp, mask, depth))
-            written.append(
-                {"input": str(path), **{p.stem.removeprefix(path.stem + "_"): str(p) for p in files}}
-            )
+            stem = stems[path]
+            files = write_pictures(out, stem, pictures(comp, mask, depth))
+            written.append({"input": str(path), **{p.stem.removeprefix(stem + "_"): str(p) for p in files}})
     return written
 
 
