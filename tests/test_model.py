@@ -364,6 +364,8 @@ def test_package_level_load_model(tmp_path: Path) -> None:
     model = create_model("tiny", fusion="concat")
     path = save_model(model, tmp_path / "m.safetensors")
     assert fgdepth.load_model(path).config == model.config
+    # the README's fgdepth.load_model("best.ckpt", mask_scale=1.3): the re-export took the path only (TypeError)
+    assert fgdepth.load_model(path, mask_scale=1.3).config.mask_scale == 1.3
 
 
 def test_save_compiled_like_wrapper(tmp_path: Path) -> None:
