@@ -358,6 +358,10 @@ def test_load_rejects_foreign_files(tmp_path: Path) -> None:
         load_model(garbage)
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "missing.ckpt")
+    corrupt = tmp_path / "corrupt.safetensors"  # a truncated download: safetensors' own error, no file named
+    corrupt.write_bytes(b"not safetensors")
+    with pytest.raises(ValueError, match="corrupt.safetensors is not a fgdepth checkpoint"):
+        load_model(corrupt)
 
 
 def test_package_level_load_model(tmp_path: Path) -> None:

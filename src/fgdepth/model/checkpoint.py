@@ -71,11 +71,14 @@ def save_model(model: nn.Module, path: str | Path) -> Path:
 def _read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        if CONFIG_KEY not in meta:
-            raise ValueError(f"{path} is not a fgdepth checkpoint: its metadata has no {CONFIG_KEY!r}")
-        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+    except Exception as e:  # noqa: BLE001 - SafetensorError (truncated, not safetensors) names no file
+        raise ValueError(f"{path} is not a fgdepth checkpoint (safetensors cannot read it: {e})") from e
+    if CONFIG_KEY not in meta:
+        raise ValueError(f"{path} is not a fgdepth checkpoint: its metadata has no {CONFIG_KEY!r}")
     return json.loads(meta[CONFIG_KEY]), state
 
 
