@@ -506,9 +506,12 @@ def export_cmd(
     """Export to ONNX (inputs background/composite, outputs mask_logits/depth), checked with onnxruntime."""
     from fgdepth.export import export_onnx
     from fgdepth.model.checkpoint import load_model
+    from fgdepth.predict import checkpoint_train_size
 
     try:
-        report = export_onnx(load_model(checkpoint, mask_scale=mask_scale), out, size=size, opset=opset)
+        model = load_model(checkpoint, mask_scale=mask_scale)
+        trained = checkpoint_train_size(checkpoint)  # predict --onnx's default size, as predict -c's
+        report = export_onnx(model, out, size=size, opset=opset, input_size=trained)
     except (FileNotFoundError, ValueError, RuntimeError, ImportError) as err:
         _fail(str(err), code=1)
     typer.echo(f"wrote {report['path']}")

@@ -28,6 +28,9 @@ OUTPUT_NAMES = (MASK_LOGITS, DEPTH_PRED)
 # metadata key: a model with a canonical camera exports its depth as through that camera; readers rescale it
 # for theirs (fgdepth.intrinsics.depth_at_focal), as OnnxRunner.canonical_focal and Predictor do
 META_CANONICAL_HFOV = "fgdepth.canonical_hfov"
+# metadata key: the input size (short side, px) the checkpoint was trained for, so that predict --onnx defaults to
+# it as predict -c does (a network judges distance partly by apparent size: another size biases its depth)
+META_INPUT_SIZE = "fgdepth.input_size"
 
 
 def _check_sizes(size: int) -> list[tuple[int, int, int]]:
@@ -43,8 +46,10 @@ def export_onnx(
     atol: float = 1e-4,
     seed: int = 0,
     dynamo: bool = False,
+    input_size: int | None = None,
 ) -> dict[str, Any]:
-    """Export ``model`` to ``path`` and check the file.
+    """Export ``model`` to ``path`` and check the file; ``input_size`` (the training size, if known) is recorded
+    in the metadata (``fgdepth.input_size``) as the size ``fgdepth predict --onnx`` defaults to.
 
     Runs ``onnx.checker.check_model``, then compares onnxruntime with PyTorch (fp32, eval mode) on random inputs
     at two (batch, height, width): ``(1, size, size)`` and ``(3, size // 2 + 1, size + 7)``.
@@ -71,7 +76,7 @@ def export_onnx(
     final.parent.mkdir(parents=True, exist_ok=True)
     path = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     try:
-        report = _export_and_check(model, path, size, opset, atol, seed, dynamo, onnx)
+        report = _export_and_check(model, path, size, opset, atol, seed, dynamo, onnx, input_size)
         os.replace(path, final)
     finally:
         path.unlink(missing_ok=True)
@@ -95,7 +100,15 @@ def parity_ok(
 
 
 def _export_and_check(
-    model: nn.Module, path: Path, size: int, opset: int, atol: float, seed: int, dynamo: bool, onnx: Any
+    model: nn.Module,
+    path: Path,
+    size: int,
+    opset: int,
+    atol: float,
+    seed: int,
+    dynamo: bool,
+    onnx: Any,
+    input_size: int | None = None,
 ) -> dict[str, Any]:
     model = getattr(model, "_orig_mod", model)
     was_training = model.training
@@ -139,8 +152,11 @@ def _export_and_check(
                 )
         proto = onnx.load(str(path))
         hfov = getattr(getattr(model, "config", None), "canonical_hfov", None)
-        if hfov is not None:
-            onnx.helper.set_model_props(proto, {META_CANONICAL_HFOV: repr(float(hfov))})
+        props = {META_CANONICAL_HFOV: repr(float(hfov))} if hfov is not None else {}
+        if input_size is not None:
+            props[META_INPUT_SIZE] = str(int(input_size))
+        if props:
+            onnx.helper.set_model_props(proto, props)
             onnx.save(proto, str(path))
         onnx.checker.check_model(proto)
         runner = OnnxRunner(path)
@@ -211,9 +227,12 @@ class OnnxRunner:
             str(self.path), sess_options=opts, providers=providers or ["CPUExecutionProvider"]
         )
         self.output_names = [o.name for o in self.session.get_outputs()]
-        hfov = self.session.get_modelmeta().custom_metadata_map.get(META_CANONICAL_HFOV)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        hfov = meta.get(META_CANONICAL_HFOV)
         # the canonical camera's focal (fgdepth.intrinsics) when the depth output is through it, else None
         self.canonical_focal = focal_from_hfov(float(hfov), 1, 1) if hfov else None
+        # the input size its checkpoint was trained for, None if the export did not know it
+        self.input_size = int(meta[META_INPUT_SIZE]) if meta.get(META_INPUT_SIZE) else None
 
     @staticmethod
     def _as_array(name: str, x: np.ndarray | torch.Tensor) -> np.ndarray:

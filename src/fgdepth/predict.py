@@ -160,7 +160,8 @@ class Predictor:
         register: bool = True,
     ) -> Predictor:
         """From a checkpoint (``.safetensors`` / ``.pt`` / ``.ckpt``) or an ``.onnx`` file. ``size`` defaults to
-        the checkpoint's training size (:func:`checkpoint_train_size`), else ``default_size``, else 192.
+        the checkpoint's training size (:func:`checkpoint_train_size`; an ONNX model's: the one ``fgdepth export``
+        recorded), else ``default_size``, else 192.
         ``mask_scale``: the mask network's input enlargement in place of the checkpoint's (see
         :func:`fgdepth.load_model`); an ONNX model has its own built in (``fgdepth export --mask-scale``)."""
         if (checkpoint is None) == (onnx is None):
@@ -169,12 +170,20 @@ class Predictor:
             raise ValueError(
                 f"{onnx}: an ONNX model's mask scale is fixed at export (fgdepth export --mask-scale)"
             )
-        trained = checkpoint_train_size(checkpoint) if checkpoint else None
+        runner = None
+        if onnx is not None:
+            from fgdepth.export import OnnxRunner
+
+            if not Path(onnx).is_file():
+                raise FileNotFoundError(f"no ONNX model at {onnx}")
+            runner = OnnxRunner(onnx)
+        # an ONNX model records its checkpoint's training size when the export knew it (fgdepth export)
+        trained = checkpoint_train_size(checkpoint) if checkpoint else runner.input_size  # type: ignore[union-attr]
         if size is not None and trained is not None and size != trained:
             # a network judges distance partly by apparent size in pixels: tiny trained at 160 px gave test delta1
             # 0.866 at 160, 0.40 at 192 (the mask's own enlargement is DualUNetConfig.mask_scale)
             warnings.warn(
-                f"{checkpoint} was trained for {trained} px inputs; at {size} px everything looks "
+                f"{checkpoint or onnx} was trained for {trained} px inputs; at {size} px everything looks "
                 f"{size / trained:.2f}x its trained size, which biases its depth",
                 stacklevel=2,
             )
@@ -187,12 +196,8 @@ class Predictor:
             "flip_tta": flip_tta,
             "register": register,
         }
-        if onnx is not None:
-            from fgdepth.export import OnnxRunner
-
-            if not Path(onnx).is_file():
-                raise FileNotFoundError(f"no ONNX model at {onnx}")
-            return cls(onnx=OnnxRunner(onnx), name=str(onnx), **common)
+        if runner is not None:
+            return cls(onnx=runner, name=str(onnx), **common)
         from fgdepth.model.checkpoint import load_model
 
         model = load_model(checkpoint, mask_scale=mask_scale).to(device)
