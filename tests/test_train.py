@@ -528,3 +528,13 @@ def test_trains_on_a_foreign_folder_of_mixed_sizes(tmp_path: Path, source: str) 
     metrics = fit(_cfg(data, tmp_path / "r", source=source, batch_size=2, max_steps=2, cache_size=32))
     summary = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert summary["train_samples"] == 2 and "mask_iou" in metrics  # 2 rooms train, 1 val, 1 test
+
+
+def test_an_empty_val_selection_is_named(shared_inputs, tmp_path: Path) -> None:
+    from fgdepth.factory import make_dataset
+
+    data = tmp_path / "noval"
+    make_dataset(shared_inputs.config(val_fraction=0.0), data)
+    # the memory cache said only "no samples to cache": which dataset, which selection?
+    with pytest.raises(ValueError, match=r"noval: the val selection 'val' has no samples"):
+        fit(_cfg(data, tmp_path / "r"))

@@ -272,7 +272,7 @@ def _source_dataset(cfg: TrainConfig, selection: str, train: bool) -> Dataset:
         )
     else:
         base = FolderDataset(root, selection)
-    if source == "memory":
+    if source == "memory" and len(base):  # an empty selection: FgDataModule.dataset's error names it
         return MemoryDataset(base, cfg.infer_size or cfg.cache_size)
     return base
 
