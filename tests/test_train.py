@@ -538,3 +538,14 @@ def test_an_empty_val_selection_is_named(shared_inputs, tmp_path: Path) -> None:
     # the memory cache said only "no samples to cache": which dataset, which selection?
     with pytest.raises(ValueError, match=r"noval: the val selection 'val' has no samples"):
         fit(_cfg(data, tmp_path / "r"))
+
+
+def test_an_empty_test_selection_is_refused_before_training(shared_inputs, tmp_path: Path) -> None:
+    from fgdepth.factory import make_dataset
+
+    data = tmp_path / "notest"
+    make_dataset(shared_inputs.config(test_fraction=0.0), data)
+    # it was found only after the whole training, which then wrote neither metrics.json nor model.safetensors
+    with pytest.raises(ValueError, match=r"notest: the test selection 'test' has no samples"):
+        fit(_cfg(data, tmp_path / "r"))
+    assert not (tmp_path / "r" / "checkpoints").exists()

@@ -812,6 +812,8 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     dm = FgDataModule(cfg)  # the data first: a wrong --data must cost an existing run (--overwrite) nothing
     model_config = model_config_for(cfg, dm)
     n_train = len(dm.dataset("train"))
+    for stage in ("val", "test"):  # an empty one raises now, not after the whole training
+        dm.dataset(stage)
     if rank_zero_only.rank == 0:  # other ranks start once rank 0 may have written here already
         prepare_run_dir(out, resume=cfg.resume is not None, overwrite=cfg.overwrite)
     out.mkdir(parents=True, exist_ok=True)
