@@ -549,3 +549,23 @@ def test_an_empty_test_selection_is_refused_before_training(shared_inputs, tmp_p
     with pytest.raises(ValueError, match=r"notest: the test selection 'test' has no samples"):
         fit(_cfg(data, tmp_path / "r"))
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ('batch_size: "eight"\n', "batch_size must be int, got str 'eight'"),
+        ("lr: [1, 2]\n", "lr must be float, got list [1, 2]"),
+        ("max_minutes: fast\n", "max_minutes must be float | None, got str 'fast'"),
+    ],
+)
+def test_cli_train_config_of_a_wrong_type_is_named(tmp_path: Path, yaml_text: str, message: str) -> None:
+    # a YAML value of the wrong type reached the checks' comparisons: a TypeError traceback naming no field
+    from typer.testing import CliRunner
+
+    from fgdepth.cli import app
+
+    (tmp_path / "c.yaml").write_text(yaml_text)
+    r = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--config", str(tmp_path / "c.yaml"),
+                                 "--out", str(tmp_path / "r")])  # fmt: skip
+    assert r.exit_code == 2 and message in r.output, r.output

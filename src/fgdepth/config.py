@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,14 +36,44 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (from YAML / JSON) fits the annotation ``hint``: its outer type only (an int is a float, a
+    list is a tuple; a bool is not a number), so that the field's own checks compare like with like."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if origin is typing.Literal:
+        return any(
+            isinstance(value, type(v)) for v in typing.get_args(hint)
+        )  # the field's check names the values
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if hint in (int, float):
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    base = origin or hint
+    if base is tuple:
+        return isinstance(value, (tuple, list))
+    return isinstance(value, base) if isinstance(base, type) else True
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
 def from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Build ``cls`` from a dict, refusing unknown keys (a typo must not silently become a default)."""
+    """Build ``cls`` from a dict, refusing unknown keys (a typo must not silently become a default) and values of
+    the wrong type (a YAML ``batch_size: "8"`` reached the checks' comparisons: a TypeError naming no field)."""
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}; valid: {', '.join(names)}")
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for k, v in data.items():
+        if not _type_ok(v, hints[k]):
+            raise ValueError(f"{k} must be {_type_name(hints[k])}, got {type(v).__name__} {v!r}")
         default = names[k].default
         kwargs[k] = tuple(v) if isinstance(v, list) and isinstance(default, tuple) else v
     return cls(**kwargs)
