@@ -569,3 +569,15 @@ def test_cli_train_config_of_a_wrong_type_is_named(tmp_path: Path, yaml_text: st
     r = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--config", str(tmp_path / "c.yaml"),
                                  "--out", str(tmp_path / "r")])  # fmt: skip
     assert r.exit_code == 2 and message in r.output, r.output
+
+
+def test_cli_train_config_that_is_not_yaml_is_named(tmp_path: Path) -> None:
+    # yaml's ParserError escaped as a traceback
+    from typer.testing import CliRunner
+
+    from fgdepth.cli import app
+
+    (tmp_path / "c.yaml").write_text("size: 64\n: : :\n  - x")
+    r = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--config", str(tmp_path / "c.yaml"),
+                                 "--out", str(tmp_path / "r")])  # fmt: skip
+    assert r.exit_code == 2 and "c.yaml: not valid YAML" in r.output, r.output

@@ -81,7 +81,10 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     with open(path) as f:
-        data = yaml.safe_load(f) or {}
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as err:  # a syntax error: the file and the line, not a traceback
+            raise ValueError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     return data
