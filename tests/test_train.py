@@ -258,6 +258,11 @@ def test_cli_train_help_shows_the_defaults() -> None:
         ({"source": "tape"}, "unknown source 'tape'"),
         ({"weighting": "learned"}, "unknown weighting 'learned'"),
         ({"compile": "fast"}, "unknown compile mode 'fast'"),
+        # the nested settings were first used once the data was loaded and an --overwrite had removed the old run
+        # (unknown keys: a TypeError traceback)
+        ({"augment_config": {"bogus": 1}}, "unknown AugmentConfig field(s): bogus"),
+        ({"augment_config": {"flip_p": 5}}, "augment_config flip_p is a probability in [0, 1], got 5"),
+        ({"loss_config": {"bogus": 1}}, "unknown loss_config field(s): bogus"),
     ],
 )
 def test_train_config_rejects_bad_settings_by_name(bad: dict, message: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import inspect
 import json
 import logging
 import math
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from fgdepth.config import require, to_dict
+from fgdepth.config import from_dict, require, to_dict
 from fgdepth.data import schema
 from fgdepth.data.augment import AugmentConfig, BatchAugment, resize_batch
 from fgdepth.data.codec import atomic_write_bytes
@@ -38,7 +39,7 @@ from fgdepth.data.reader import (
     depth_scale_of,
     read_manifest,
 )
-from fgdepth.losses import Weighting, resize_mask
+from fgdepth.losses import MultiTaskLoss, Weighting, resize_mask
 from fgdepth.model.checkpoint import EMA_PREFIX
 from fgdepth.model.dual_unet import join_depth_layers
 from fgdepth.predict import run_input_size
@@ -145,6 +146,13 @@ class TrainConfig:
                 ),
             ]
         )
+        # the nested settings too: they were first used once the data was loaded (and an --overwrite had removed
+        # the old run), an unknown key as a TypeError
+        augment_config(
+            {"size": self.size, "infer_size": self.infer_size, "augment_config": self.augment_config}
+        )
+        unknown = sorted(set(self.loss_config) - set(inspect.signature(MultiTaskLoss).parameters))
+        require([(not unknown, f"unknown loss_config field(s): {', '.join(unknown)}")])
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -729,7 +737,7 @@ def augment_config(train_config: dict) -> AugmentConfig:
     extra = dict(train_config.get("augment_config") or {})
     if train_config.get("infer_size"):
         extra.setdefault("crop_fraction", min(1.0, train_config["size"] / train_config["infer_size"]))
-    return AugmentConfig(size=train_config["size"], **extra)
+    return from_dict(AugmentConfig, {**extra, "size": train_config["size"]})  # unknown keys named
 
 
 def depth_view_augment_config(train_config: dict, depth_scale: float) -> AugmentConfig:
@@ -740,7 +748,7 @@ def depth_view_augment_config(train_config: dict, depth_scale: float) -> Augment
     extra.pop("person_crop_p", None)  # the view is the whole room
     # floor, as F.interpolate(scale_factor=depth_scale) sizes the model's own view (DualUNet.depth_view)
     size = max(8, math.floor(run_input_size(train_config) * depth_scale))
-    return AugmentConfig(**{**extra, "size": size})
+    return from_dict(AugmentConfig, {**extra, "size": size})
 
 
 def to_dict_any(cfg: TrainConfig) -> dict:
