@@ -148,3 +148,18 @@ def test_cli_evaluate(model_file: Path, ref_folder: Path, tmp_path: Path) -> Non
         app, ["evaluate", "--checkpoint", str(tmp_path / "none.ckpt"), "--data", str(ref_folder)]
     )
     assert bad.exit_code == 2 and "no checkpoint" in bad.output
+
+
+def test_evaluate_reads_masks_stored_as_0_1(model_file: Path, ref_folder: Path, tmp_path: Path) -> None:
+    # masks written as 0/1 (np.uint8 of a bool) read as empty (> 127): IoU 0 for every model, no word said
+    import shutil
+
+    import cv2
+
+    ones = tmp_path / "ref01"
+    shutil.copytree(ref_folder, ones)
+    for path in (ones / "bg_fg_mask").glob("*.png"):
+        cv2.imwrite(str(path), (cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) > 127).astype(np.uint8))
+    want, got = evaluate(model_file, ref_folder, size=64), evaluate(model_file, ones, size=64)
+    assert got["baseline_mask_iou"] == want["baseline_mask_iou"] > 0.5
+    assert got["mask_iou"] == want["mask_iou"]

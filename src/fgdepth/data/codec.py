@@ -125,11 +125,11 @@ def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarra
 
 
 def decode_mask(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """PNG bytes -> (H, W) bool (pixels > 127)."""
+    """PNG bytes -> (H, W) bool (pixels > 127; a 0/1 mask, as a bool array saved as uint8 is, pixels > 0)."""
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     if arr is None:
         raise DecodeError(f"{name}: not a decodable mask image")
-    return arr > 127
+    return arr > (0 if arr.max(initial=0) <= 1 else 127)
 
 
 def decode_uint16(data: bytes, name: str = "<bytes>") -> np.ndarray:
