@@ -586,3 +586,13 @@ def test_cli_train_config_that_is_not_yaml_is_named(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--config", str(tmp_path / "c.yaml"),
                                  "--out", str(tmp_path / "r")])  # fmt: skip
     assert r.exit_code == 2 and "c.yaml: not valid YAML" in r.output, r.output
+
+
+def test_a_batch_larger_than_the_training_set_is_refused(shard_dataset: Path, tmp_path: Path) -> None:
+    # drop_last left no full batch: the run "finished" at step 0, its untrained model saved and tested
+    from fgdepth.data.reader import ShardDataset
+
+    n = len(ShardDataset(shard_dataset, "train"))
+    with pytest.raises(ValueError, match=rf"batch_size {n + 1} is larger than the {n} training samples"):
+        fit(_cfg(shard_dataset, tmp_path / "r", batch_size=n + 1))
+    assert not (tmp_path / "r" / "checkpoints").exists()

@@ -820,6 +820,16 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     dm = FgDataModule(cfg)  # the data first: a wrong --data must cost an existing run (--overwrite) nothing
     model_config = model_config_for(cfg, dm)
     n_train = len(dm.dataset("train"))
+    # training batches drop the last partial one: a larger batch would train no step and save the untrained model
+    require(
+        [
+            (
+                n_train >= cfg.batch_size,
+                f"batch_size {cfg.batch_size} is larger than the {n_train} training samples of {cfg.data}: "
+                "no full batch, no training step; give a smaller --batch-size",
+            )
+        ]
+    )
     for stage in ("val", "test"):  # an empty one raises now, not after the whole training
         dm.dataset(stage)
     if rank_zero_only.rank == 0:  # other ranks start once rank 0 may have written here already
