@@ -213,3 +213,24 @@ def test_predict_onnx_takes_the_trained_input_size(model_file: Path, inputs: Pat
     _run(["--onnx", str(onnx_path), *common, "--out", str(tmp_path / "ort")])
     assert json.loads((tmp_path / "pt" / "predict.json").read_text())["size"] == 48
     assert json.loads((tmp_path / "ort" / "predict.json").read_text())["size"] == 48
+
+
+def test_predict_video_again_leaves_no_frames_of_the_older_one(
+    model_file: Path, inputs: Path, tmp_path: Path
+) -> None:
+    # a shorter video of the same name into the same --out kept the older one's later frames beside the new ones
+    out = tmp_path / "out"
+    args = ["-c", str(model_file), "-b", str(inputs / "bg.png"), "--out", str(out), "--size", "64"]
+    _run([*args, "--video", str(inputs / "clip.mp4")])  # 5 frames
+    short = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(short), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (80, 60))
+    for _ in range(2):
+        writer.write(cv2.imread(str(inputs / "bg.png")))
+    writer.release()
+    (out / "masks" / "keep.png").write_bytes(b"a file of the user's")
+    _run([*args, "--video", str(short)])
+    for folder in ("frames", "masks", "depth", "depth_color", "overlay"):
+        assert sorted(p.stem for p in (out / folder).glob("clip_*.png")) == ["clip_000000", "clip_000001"], (
+            folder
+        )
+    assert (out / "masks" / "keep.png").is_file()

@@ -16,6 +16,7 @@ overlay | depth colour side by side.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import warnings
@@ -426,6 +427,12 @@ def predict_video(predictor: Predictor, background: np.ndarray, video: Path, out
             writer.release()
     if n == 0:
         raise ValueError(f"{video}: no frame could be read")
+    # frames of an older, longer video of this name in this --out would otherwise pass for this one's
+    for folder in ("frames", *_FOLDERS.values()):
+        for path in (out / folder).glob(f"{glob.escape(video.stem)}_*.png"):
+            index = path.stem[len(video.stem) + 1 :]
+            if len(index) == 6 and index.isdigit() and int(index) >= n:
+                path.unlink()
     return {"input": str(video), "frames": n, "fps": fps, "video": str(mp4), "folders": str(out)}
 
 
