@@ -234,3 +234,32 @@ def test_predict_video_again_leaves_no_frames_of_the_older_one(
             folder
         )
     assert (out / "masks" / "keep.png").is_file()
+
+
+def test_predict_video_writes_its_mp4_atomically(inputs: Path, tmp_path: Path) -> None:
+    # the MP4 was written in place: a run that failed (or was killed) mid-video left a truncated file there,
+    # replacing an older complete one, where the README promises files renamed only when complete
+    from fgdepth.predict import predict_video
+
+    class FailsOnSecondBatch:
+        batch_size = 2
+        calls = 0
+
+        def __call__(self, bgs: list, frames: list) -> list:
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError("killed")
+            return [(np.zeros(f.shape[:2], bool), np.ones(f.shape[:2], np.float32)) for f in frames]
+
+    mp4 = tmp_path / "clip_overlay_depth.mp4"
+    mp4.write_bytes(b"an older complete video")
+    bg = cv2.imread(str(inputs / "bg.png"))[..., ::-1]
+    with pytest.raises(RuntimeError, match="killed"):
+        predict_video(FailsOnSecondBatch(), bg, inputs / "clip.mp4", tmp_path)  # type: ignore[arg-type]
+    assert mp4.read_bytes() == b"an older complete video"
+    assert not [p.name for p in tmp_path.iterdir() if p.suffix in (".mp4", ".tmp") and p != mp4]
+    works = FailsOnSecondBatch()
+    works.calls = -10
+    predict_video(works, bg, inputs / "clip.mp4", tmp_path)  # type: ignore[arg-type]
+    assert cv2.VideoCapture(str(mp4)).get(cv2.CAP_PROP_FRAME_COUNT) == 5
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [mp4.name]

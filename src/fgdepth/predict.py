@@ -19,6 +19,7 @@ from __future__ import annotations
 import glob
 import json
 import math
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -403,6 +404,9 @@ def predict_video(predictor: Predictor, background: np.ndarray, video: Path, out
     fps = fps if fps and math.isfinite(fps) and fps > 0 else 25.0
     out.mkdir(parents=True, exist_ok=True)
     mp4 = out / f"{video.stem}_overlay_depth.mp4"
+    # written under a temporary name (its suffix tells OpenCV the container) and renamed once complete: a failed
+    # or killed run leaves no truncated video in place of an older one
+    tmp = out / f".{mp4.stem}.{os.getpid()}.tmp.mp4"
     writer, rng, n = None, None, 0
     try:
         for frames in _video_frames(video, max(1, predictor.batch_size)):
@@ -417,14 +421,19 @@ def predict_video(predictor: Predictor, background: np.ndarray, video: Path, out
                 side = np.concatenate([pics["overlay"], pics["depth_color"]], axis=1)
                 if writer is None:
                     h, w = side.shape[:2]
-                    writer = cv2.VideoWriter(str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
                     if not writer.isOpened():
                         raise OSError(f"OpenCV cannot write {mp4} with the mp4v codec")
                 writer.write(cv2.cvtColor(side, cv2.COLOR_RGB2BGR))
                 n += 1
+        if writer is not None:
+            writer.release()
+            writer = None
+            os.replace(tmp, mp4)
     finally:
         if writer is not None:
             writer.release()
+        tmp.unlink(missing_ok=True)
     if n == 0:
         raise ValueError(f"{video}: no frame could be read")
     # frames of an older, longer video of this name in this --out would otherwise pass for this one's
