@@ -263,3 +263,21 @@ def test_predict_video_writes_its_mp4_atomically(inputs: Path, tmp_path: Path) -
     predict_video(works, bg, inputs / "clip.mp4", tmp_path)  # type: ignore[arg-type]
     assert cv2.VideoCapture(str(mp4)).get(cv2.CAP_PROP_FRAME_COUNT) == 5
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [mp4.name]
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--size", "0"], "size must be >= 8 pixels, got 0"),
+        (["--size", "-5"], "size must be >= 8 pixels, got -5"),
+        (["--batch-size", "0"], "batch_size must be >= 1, got 0"),
+        (["--batch-size", "-1"], "batch_size must be >= 1, got -1"),
+    ],
+)
+def test_predict_refuses_a_bad_size_or_batch_by_name(
+    model_file: Path, inputs: Path, tmp_path: Path, option: list[str], message: str
+) -> None:
+    # tracebacks from the resizing (--size 0, -5), range() (--batch-size 0) or an unfilled result (-1)
+    r = CliRunner().invoke(app, ["predict", "-c", str(model_file), "-b", str(inputs / "bg.png"), "--image",
+                                 str(inputs / "imgs" / "a.jpg"), "--out", str(tmp_path), *option])  # fmt: skip
+    assert r.exit_code == 2 and message in r.output, r.output

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fgdepth.config import require
 from fgdepth.data import codec, schema
 from fgdepth.intrinsics import depth_at_focal, focal_from_hfov
 from fgdepth.register import register_background
@@ -124,6 +125,12 @@ class Predictor:
     def __post_init__(self) -> None:
         if (self.model is None) == (self.onnx is None):
             raise ValueError("Predictor needs exactly one of model (PyTorch) or onnx (OnnxRunner)")
+        require(  # else tracebacks from the resizing, range() or a result never filled
+            [
+                (self.size >= 8, f"size must be >= 8 pixels, got {self.size}"),
+                (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            ]
+        )
         if self.model is not None:
             self.model.eval()
         if self.hfov is not None:
