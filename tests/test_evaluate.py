@@ -163,3 +163,21 @@ def test_evaluate_reads_masks_stored_as_0_1(model_file: Path, ref_folder: Path, 
     want, got = evaluate(model_file, ref_folder, size=64), evaluate(model_file, ones, size=64)
     assert got["baseline_mask_iou"] == want["baseline_mask_iou"] > 0.5
     assert got["mask_iou"] == want["mask_iou"]
+
+
+def test_evaluate_reads_coloured_masks(model_file: Path, ref_folder: Path, tmp_path: Path) -> None:
+    # a red-on-black RGB mask (annotation tools write them) is grey 76 < 128: every mask read as empty, IoU 0
+    import shutil
+
+    import cv2
+
+    red = tmp_path / "red"
+    shutil.copytree(ref_folder, red)
+    for path in (red / "bg_fg_mask").glob("*.png"):
+        mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) > 127
+        bgr = np.zeros((*mask.shape, 3), np.uint8)
+        bgr[mask] = (0, 0, 255)
+        cv2.imwrite(str(path), bgr)
+    want, got = evaluate(model_file, ref_folder, size=64), evaluate(model_file, red, size=64)
+    assert got["baseline_mask_iou"] == want["baseline_mask_iou"] > 0.5
+    assert got["mask_iou"] == want["mask_iou"]

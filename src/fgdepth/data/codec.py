@@ -125,8 +125,12 @@ def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarra
 
 
 def decode_mask(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """PNG bytes -> (H, W) bool (pixels > 127; a 0/1 mask, as a bool array saved as uint8 is, pixels > 0)."""
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    """PNG bytes -> (H, W) bool (pixels > 127; a 0/1 mask, as a bool array saved as uint8 is, pixels > 0). A colour
+    mask counts a pixel by its brightest channel: red on black is grey 76, which the grey conversion lost."""
+    buf = np.frombuffer(data, np.uint8)
+    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)  # 8-bit grey (what fgdepth writes) needs nothing more
+    if arr is not None and not (arr.ndim == 2 and arr.dtype == np.uint8):
+        arr = cv2.imdecode(buf, cv2.IMREAD_COLOR).max(axis=2)  # 8 bits, alpha dropped
     if arr is None:
         raise DecodeError(f"{name}: not a decodable mask image")
     return arr > (0 if arr.max(initial=0) <= 1 else 127)
