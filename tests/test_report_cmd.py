@@ -86,3 +86,13 @@ def test_cli_export_parity(tmp_path_factory: pytest.TempPathFactory, tmp_path: P
     assert diff <= 1e-4
     bad = CliRunner().invoke(app, ["export", "--checkpoint", str(tmp_path / "none.ckpt"), "--out", str(out)])
     assert bad.exit_code == 1 and "no checkpoint" in bad.output
+
+
+def test_report_of_a_run_killed_before_it_wrote_metrics_json(run_dir: Path, tmp_path: Path) -> None:
+    # a killed run has checkpoints but no metrics.json: "no --data given", though its checkpoint records the data
+    import shutil
+
+    killed = tmp_path / "killed"
+    shutil.copytree(run_dir / "checkpoints", killed / "checkpoints")
+    path = make_report(killed, n=1)
+    assert path.is_file() and str(run_dir.parent / "data") in path.read_text()  # the data it trained on

@@ -210,6 +210,18 @@ def _run_checkpoint(run: Path, summary: Mapping[str, Any]) -> Path:
     raise FileNotFoundError(f"{run}: no checkpoint (looked for {', '.join(str(c) for c in candidates)})")
 
 
+def _checkpoint_train_config(run: Path, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The training config in the run's Lightning checkpoint (``hyper_parameters["train_config"]``), {} if none."""
+    import torch
+
+    try:
+        path = _run_checkpoint(run, summary)
+        saved = torch.load(path, map_location="cpu", weights_only=True) if path.suffix == ".ckpt" else {}
+    except (FileNotFoundError, RuntimeError, ValueError, OSError):  # no checkpoint, or not a Lightning one
+        return {}
+    return dict((saved.get("hyper_parameters") or {}).get("train_config") or {})
+
+
 def _grid_samples(
     kept: Mapping[Hashable, Mapping[str, Any]], keys: Sequence[Hashable], rows: Mapping
 ) -> list:
@@ -251,7 +263,8 @@ def make_report(
     run = Path(run_dir)
     summary_path = run / "metrics.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    config = summary.get("config") or {}
+    # a run killed before it wrote metrics.json: its checkpoint records the same training config
+    config = summary.get("config") or _checkpoint_train_config(run, summary)
     data = data if data is not None else config.get("data")
     if not data:
         raise ValueError(f"{run}: no --data given and no config.data in {summary_path}")
