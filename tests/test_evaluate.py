@@ -181,3 +181,21 @@ def test_evaluate_reads_coloured_masks(model_file: Path, ref_folder: Path, tmp_p
     want, got = evaluate(model_file, ref_folder, size=64), evaluate(model_file, red, size=64)
     assert got["baseline_mask_iou"] == want["baseline_mask_iou"] > 0.5
     assert got["mask_iou"] == want["mask_iou"]
+
+
+def test_cli_evaluate_refuses_an_unwritable_output_before_evaluating(
+    model_file: Path, ref_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --json naming a folder, or --csv under a file: a traceback once the whole evaluation was done (and lost)
+    import fgdepth.evaluate
+
+    def no_evaluation(*args: object, **kwargs: object) -> None:
+        raise AssertionError("evaluated before checking the outputs")
+
+    monkeypatch.setattr(fgdepth.evaluate, "evaluate", no_evaluation)
+    (tmp_path / "afile").write_text("")
+    args = ["evaluate", "--checkpoint", str(model_file), "--data", str(ref_folder)]
+    r = CliRunner().invoke(app, [*args, "--json", str(tmp_path)])
+    assert r.exit_code == 2 and f"--json {tmp_path}: a folder" in r.output, r.output
+    r = CliRunner().invoke(app, [*args, "--csv", str(tmp_path / "afile" / "r.csv")])
+    assert r.exit_code == 2 and "--csv" in r.output and "afile" in r.output, r.output

@@ -406,6 +406,14 @@ def evaluate_cmd(
 
     if (checkpoint is None) == (onnx is None):
         _fail("give exactly one of --checkpoint or --onnx")
+    for option, path in (("--json", json_out), ("--csv", csv_out)):  # before the evaluation, not after it
+        if path is not None and path.is_dir():
+            _fail(f"{option} {path}: a folder; give a file name")
+        try:
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            _fail(f"{option} {path}: cannot make its folder ({err})")
     try:
         result = evaluate(
             checkpoint, data, selection=selection, align=align, batch_size=batch_size, size=size,
