@@ -281,3 +281,17 @@ def test_predict_refuses_a_bad_size_or_batch_by_name(
     r = CliRunner().invoke(app, ["predict", "-c", str(model_file), "-b", str(inputs / "bg.png"), "--image",
                                  str(inputs / "imgs" / "a.jpg"), "--out", str(tmp_path), *option])  # fmt: skip
     assert r.exit_code == 2 and message in r.output, r.output
+
+
+def test_predict_images_refuses_writing_into_its_input_folder(
+    model_file: Path, inputs: Path, tmp_path: Path
+) -> None:
+    # --out = --images: the next run read the outputs (a_mask.png, ...) as inputs, and wrote a_mask_mask.png ...
+    import shutil
+
+    imgs = tmp_path / "imgs"
+    shutil.copytree(inputs / "imgs", imgs)
+    r = CliRunner().invoke(app, ["predict", "-c", str(model_file), "-b", str(inputs / "bg.png"), "--images",
+                                 str(imgs), "--out", str(imgs / "."), "--size", "64"])  # fmt: skip
+    assert r.exit_code == 2 and "--out is the --images folder" in r.output, r.output
+    assert sorted(p.name for p in imgs.iterdir()) == ["a.jpg", "b.png"]

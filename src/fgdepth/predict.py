@@ -491,6 +491,9 @@ def predict(
     """
     if sum(x is not None for x in (image, images, video)) != 1:
         raise ValueError("give exactly one of image, images or video")
+    if images is not None and Path(out).resolve() == Path(images).resolve():
+        # its outputs (<stem>_mask.png, ...) would be read as inputs by the next run into it
+        raise ValueError(f"--out is the --images folder {images}: give another folder for the outputs")
     predictor = Predictor.load(
         checkpoint,
         onnx,
