@@ -362,6 +362,13 @@ def test_load_rejects_foreign_files(tmp_path: Path) -> None:
     corrupt.write_bytes(b"not safetensors")
     with pytest.raises(ValueError, match="corrupt.safetensors is not a fgdepth checkpoint"):
         load_model(corrupt)
+    # weights of another architecture than the recorded config (another version's checkpoint): a RuntimeError of
+    # hundreds of lines naming no file
+    other = checkpoint_dict(create_model("tiny"))
+    other["model_config"] = create_model("small").config.to_dict()
+    torch.save(other, tmp_path / "other_arch.pt")
+    with pytest.raises(ValueError, match="other_arch.pt: its weights do not fit its model config"):
+        load_model(tmp_path / "other_arch.pt")
 
 
 def test_package_level_load_model(tmp_path: Path) -> None:

@@ -119,5 +119,9 @@ def load_model(
     if mask_scale is not None:
         config = {**config, "mask_scale": float(mask_scale)}
     model = DualUNet(DualUNetConfig.from_dict(config))
-    model.load_state_dict(clean_state_dict(state, average=average), strict=strict)
+    try:
+        model.load_state_dict(clean_state_dict(state, average=average), strict=strict)
+    except RuntimeError as e:  # missing / unexpected keys, other shapes: hundreds of lines naming no file
+        detail = " ".join(str(e).split())[:300]
+        raise ValueError(f"{path}: its weights do not fit its model config ({detail} ...)") from e
     return model.eval()
