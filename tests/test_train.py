@@ -596,3 +596,20 @@ def test_a_batch_larger_than_the_training_set_is_refused(shard_dataset: Path, tm
     with pytest.raises(ValueError, match=rf"batch_size {n + 1} is larger than the {n} training samples"):
         fit(_cfg(shard_dataset, tmp_path / "r", batch_size=n + 1))
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_resume_from_a_file_that_is_not_a_training_checkpoint_is_named(
+    shard_dataset: Path, tmp_path: Path
+) -> None:
+    # Lightning's KeyError / unpickling traceback, naming no file
+    from fgdepth.model import create_model
+    from fgdepth.model.checkpoint import checkpoint_dict
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="notes.txt: not a checkpoint to resume from"):
+        fit(_cfg(shard_dataset, tmp_path / "r", resume=str(text)))
+    weights = tmp_path / "weights.pt"  # a model file: weights, no training state
+    torch.save(checkpoint_dict(create_model("tiny", **TINY)), weights)
+    with pytest.raises(ValueError, match="weights.pt: not a checkpoint to resume from"):
+        fit(_cfg(shard_dataset, tmp_path / "r", resume=str(weights)))

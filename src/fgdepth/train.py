@@ -969,6 +969,15 @@ def _resume_path(cfg: TrainConfig, out: Path) -> str | None:
     path = out / "checkpoints" / "last.ckpt" if cfg.resume == "last" else Path(cfg.resume)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint to resume from")
+    # anything else reached Lightning, whose KeyError or unpickling traceback named no file
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # noqa: BLE001 - any failure to read it means "not a checkpoint"
+        raise ValueError(f"{path}: not a checkpoint to resume from ({e})") from e
+    if not isinstance(saved, dict) or not {"state_dict", "global_step", "loops"} <= set(saved):
+        raise ValueError(
+            f"{path}: not a checkpoint to resume from (no training state: a Lightning .ckpt is needed)"
+        )
     return str(path)
 
 
