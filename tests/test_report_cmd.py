@@ -96,3 +96,15 @@ def test_report_of_a_run_killed_before_it_wrote_metrics_json(run_dir: Path, tmp_
     shutil.copytree(run_dir / "checkpoints", killed / "checkpoints")
     path = make_report(killed, n=1)
     assert path.is_file() and str(run_dir.parent / "data") in path.read_text()  # the data it trained on
+
+
+def test_cli_export_to_a_folder_is_an_error_not_a_traceback(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    # --out naming an existing folder: the final rename's IsADirectoryError escaped as a traceback
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    ckpt = cached_model_file(tmp_path_factory)
+    r = CliRunner().invoke(app, ["export", "--checkpoint", str(ckpt), "--out", str(tmp_path), "--size", "32"])
+    assert r.exit_code == 1 and f"--out {tmp_path}: a folder" in r.output, r.output
+    assert [p.name for p in tmp_path.iterdir()] == []  # no temporary left

@@ -516,11 +516,18 @@ def export_cmd(
     from fgdepth.model.checkpoint import load_model
     from fgdepth.predict import checkpoint_train_size
 
+    if out.is_dir():  # else found only at the final rename, after the export and its checks
+        _fail(f"--out {out}: a folder; give the ONNX file's name", code=1)
     try:
         model = load_model(checkpoint, mask_scale=mask_scale)
         trained = checkpoint_train_size(checkpoint)  # predict --onnx's default size, as predict -c's
         report = export_onnx(model, out, size=size, opset=opset, input_size=trained)
-    except (FileNotFoundError, ValueError, RuntimeError, ImportError) as err:
+    except (
+        OSError,
+        ValueError,
+        RuntimeError,
+        ImportError,
+    ) as err:  # OSError: an --out that cannot be written
         _fail(str(err), code=1)
     typer.echo(f"wrote {report['path']}")
 
