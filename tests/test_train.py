@@ -263,6 +263,12 @@ def test_cli_train_help_shows_the_defaults() -> None:
         ({"augment_config": {"bogus": 1}}, "unknown AugmentConfig field(s): bogus"),
         ({"augment_config": {"flip_p": 5}}, "augment_config flip_p is a probability in [0, 1], got 5"),
         ({"loss_config": {"bogus": 1}}, "unknown loss_config field(s): bogus"),
+        # Lightning's TypeError traceback once the data was loaded (and an --overwrite had removed the old run)
+        (
+            {"devices": "x"},
+            "devices must be a number (-1: all), device indices such as '0,1' or 'auto', got 'x'",
+        ),
+        ({"devices": 0}, "devices must be a number (-1: all), device indices such as '0,1' or 'auto', got 0"),
     ],
 )
 def test_train_config_rejects_bad_settings_by_name(bad: dict, message: str) -> None:

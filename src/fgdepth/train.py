@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 import typing
@@ -143,6 +144,15 @@ class TrainConfig:
                 (
                     self.weighting in _WEIGHTINGS,
                     f"unknown weighting {self.weighting!r}; valid: {', '.join(_WEIGHTINGS)}",
+                ),
+                (
+                    (isinstance(self.devices, int) and (self.devices >= 1 or self.devices == -1))
+                    or (
+                        isinstance(self.devices, str)
+                        and bool(re.fullmatch(r"auto|-1|\d+|(\d+,)+\d*", self.devices))
+                    ),
+                    "devices must be a number (-1: all), device indices such as '0,1' or 'auto', got "
+                    f"{self.devices!r}",
                 ),
             ]
         )
