@@ -135,7 +135,8 @@ def test_reader_takes_the_focal_from_the_background_metadata(folder_dataset: Pat
 def test_predictor_sees_through_the_given_camera(tmp_path: Path):
     model = randomised_tiny_model(canonical_hfov=70.0).eval()
     bg, comp, _, _ = scene(48, 64, 0)
-    canonical = Predictor(model=model, size=48)([bg], [comp])[0][1]
+    # the network's own depth: through the canonical focal
+    canonical = Predictor(model=model, size=48)([bg], [comp], focals=[focal_from_hfov(70.0, 1, 1)])[0][1]
     wide = Predictor(model=model, size=48, hfov=100.0)([bg], [comp])[0][1]
     ratio = focal_from_hfov(100.0, 48, 64) / focal_from_hfov(70.0, 1, 1)
     np.testing.assert_allclose(wide, canonical * ratio, rtol=1e-5)
@@ -145,6 +146,19 @@ def test_predictor_sees_through_the_given_camera(tmp_path: Path):
     np.testing.assert_allclose(own[1][1], wide, rtol=1e-5)
     with pytest.warns(UserWarning, match="no canonical camera"):
         Predictor(model=randomised_tiny_model(canonical_hfov=None).eval(), size=48, hfov=60.0)
+
+
+def test_an_unknown_camera_has_the_canonical_field_of_view_across_the_width():
+    # the canonical focal is over the short side; a landscape photo of an unknown camera held to it would be
+    # assumed wider than the canonical lens, and its depth too near by its aspect ratio
+    model = randomised_tiny_model(canonical_hfov=70.0).eval()
+    for h, w in ((48, 64), (64, 48), (48, 48)):
+        bg, comp, _, _ = scene(h, w, 0)
+        unknown = Predictor(model=model, size=48)([bg], [comp])[0][1]
+        network = Predictor(model=model, size=48)([bg], [comp], focals=[focal_from_hfov(70.0, 1, 1)])[0][1]
+        across_width = Predictor(model=model, size=48, hfov=70.0)([bg], [comp])[0][1]
+        np.testing.assert_allclose(unknown, across_width, rtol=1e-5)
+        np.testing.assert_allclose(unknown, network * max(w / h, 1.0), rtol=1e-5)
 
 
 def test_onnx_records_the_canonical_camera(tmp_path: Path):

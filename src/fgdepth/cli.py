@@ -451,7 +451,7 @@ def predict_cmd(
     hfov: float | None = typer.Option(
         None,
         help="The camera's horizontal field of view, degrees: metric depth for models with a canonical "
-        "camera (without it, depth as through that camera).",
+        "camera (without it, the canonical camera's, 75 for the presets, is assumed across the width).",
     ),
     tta: bool = typer.Option(False, "--tta", help="Average with the mirror image's prediction (2x compute)."),
     mask_scale: float | None = typer.Option(None, help=_MASK_SCALE_HELP),

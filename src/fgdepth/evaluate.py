@@ -227,7 +227,8 @@ def evaluate(
         per_sample: add ``per_sample`` rows (key, size, every metric, baseline metrics).
         hfov, intrinsics: the cameras, for a model with a canonical camera (:mod:`fgdepth.intrinsics`): ``hfov``
             (degrees) for every sample; else, with ``intrinsics``, each sample's recorded focal length (the
-            procedural world records them), the canonical camera where none is recorded. ``camera`` in the
+            procedural world records them), the canonical camera's field of view across the width where none is
+            recorded (:meth:`fgdepth.predict.Predictor.focal_of`). ``camera`` in the
             result says which: ``hfov <deg>``, ``intrinsics`` or ``canonical``.
         flip_tta: predict each pair and its mirror image and average (test-time augmentation, 2x the compute).
         mask_scale: the mask network's input enlargement in place of the checkpoint's (:func:`fgdepth.load_model`).

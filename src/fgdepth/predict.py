@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from fgdepth.config import require
 from fgdepth.data import codec, schema
-from fgdepth.intrinsics import depth_at_focal, focal_from_hfov
+from fgdepth.intrinsics import depth_at_focal, focal_from_hfov, hfov_from_focal
 from fgdepth.register import register_background
 from fgdepth.viz import colorize_depth, overlay_mask, save_png, write_atomic
 
@@ -107,7 +107,8 @@ class Predictor:
 
     Cameras (models with a canonical camera, :mod:`fgdepth.intrinsics`): pair i is seen through ``focals[i]``
     (focal length / short side) when given and > 0, else through a lens of horizontal field of view ``hfov``
-    (degrees) when set, else through the canonical camera. Models without one ignore both.
+    (degrees) when set, else through a lens of the canonical camera's field of view across the width (the
+    canonical camera itself for square and portrait images). Models without one ignore both.
     """
 
     model: torch.nn.Module | None = None
@@ -149,10 +150,18 @@ class Predictor:
         return getattr(source, "canonical_focal", None)
 
     def focal_of(self, height: int, width: int, focal: float | None = None) -> float:
-        """The ``focal`` a pair of (height, width) is seen through: ``focal`` if > 0, else ``hfov``'s, else 0."""
+        """The ``focal`` a pair of (height, width) is seen through: ``focal`` if > 0, else ``hfov``'s, else the
+        canonical camera's field of view held across the width (0 for a model without a canonical camera)."""
         if focal is not None and focal > 0:
             return float(focal)
-        return focal_from_hfov(self.hfov, height, width) if self.hfov is not None else 0.0
+        if self.hfov is not None:
+            return focal_from_hfov(self.hfov, height, width)
+        canonical = self.canonical_focal
+        if canonical is None:
+            return 0.0
+        # the canonical focal is over the short side (square training images): kept as it is, a landscape photo of
+        # an unknown camera would be assumed 91 degrees wide at 4:3, 107 at 16:9, and its depth 1.33x / 1.78x short
+        return focal_from_hfov(hfov_from_focal(canonical, 1, 1), height, width)
 
     @classmethod
     def load(
@@ -483,7 +492,7 @@ def predict(
     """Predict one image, a folder of images or a video (exactly one of ``image`` / ``images`` / ``video``)
     against the empty-scene ``background`` with a checkpoint or an ONNX model; write the outputs under ``out``.
     ``hfov``: the camera's horizontal field of view in degrees, for models with a canonical camera (without it,
-    depth is as through the canonical camera). ``flip_tta``: average with the mirror image's prediction.
+    the canonical camera's field of view across the width is assumed: 75 degrees for the presets). ``flip_tta``: average with the mirror image's prediction.
     ``mask_scale``: the mask network's input enlargement in place of the checkpoint's (:func:`fgdepth.load_model`).
     ``register``: move and re-expose the background to match each input first (:mod:`fgdepth.register`).
 
