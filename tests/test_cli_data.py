@@ -168,3 +168,11 @@ def test_make_dataset_camouflage_options(shared_inputs, tmp_path):
     _ok(runner.invoke(app, ["inspect", str(out)]))
     r = runner.invoke(app, make_args(shared_inputs, tmp_path / "bad", "--camouflage", "1.5"))
     assert r.exit_code == 2 and "--camouflage must be in [0, 1]" in r.output
+
+
+def test_cli_prints_its_version():
+    import fgdepth
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0, r.output
+    assert r.output.strip() == f"fgdepth {fgdepth.__version__}"

@@ -17,6 +17,23 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from fgdepth import __version__
+
+        typer.echo(f"fgdepth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Foreground masks and depth from a static camera that knows its empty scene."""
+
+
 def _fail(message: str, code: int = 2) -> None:
     typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(code)
