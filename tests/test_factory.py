@@ -245,6 +245,30 @@ def test_other_settings_refuse_unless_overwrite(shared_inputs, tmp_path):
     assert_same_tree(out, tmp_path / "clean")
 
 
+def test_a_run_that_failed_on_its_inputs_does_not_refuse_the_corrected_command(inputs, tmp_path):
+    # RGB people without masks: the error asks for --fg-mask-dir; the run wrote run.json and nothing else, so the
+    # command that gives it (other settings) must start, not be told the directory holds another dataset
+    rgb_dir, mask_dir = tmp_path / "rgb", tmp_path / "masks"
+    rgb_dir.mkdir()
+    mask_dir.mkdir()
+    for i in range(3):
+        rgba = person_rgba(i)
+        imwrite_rgb(rgb_dir / f"p{i}.png", rgba[..., :3])
+        assert cv2.imwrite(str(mask_dir / f"p{i}.png"), rgba[..., 3])
+    out = tmp_path / "ds"
+    with pytest.raises(SourceError, match="fg-mask-dir"):
+        make_dataset(inputs.config(fg_dir=str(rgb_dir)), out)
+    m = make_dataset(inputs.config(fg_dir=str(rgb_dir), fg_mask_dir=str(mask_dir)), out)
+    assert m["counts"]["people"] == 3
+    make_dataset(inputs.config(fg_dir=str(rgb_dir), fg_mask_dir=str(mask_dir)), tmp_path / "clean")
+    assert_same_tree(out, tmp_path / "clean")
+    # a finished dataset that lost its sources.json still holds samples: other settings are refused, not cleared
+    (out / schema.SOURCES_NAME).unlink()
+    with pytest.raises(DatasetExistsError, match="other settings"):
+        make_dataset(inputs.config(fg_dir=str(rgb_dir), fg_mask_dir=str(mask_dir), seed=1), out)
+    assert (out / schema.MANIFEST_NAME).is_file()
+
+
 def test_non_dataset_directory_is_refused(shared_inputs, tmp_path):
     out = tmp_path / "photos"
     out.mkdir()

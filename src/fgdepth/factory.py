@@ -522,17 +522,20 @@ def _check_out_dir(root: Path, cfg: FactoryConfig, overwrite: bool) -> None:
     if not root.exists():
         return
     if overwrite:
-        for name in _OWNED:
-            p = root / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
+        _remove_owned(root)
         return
     if run_path.is_file():
         previous = json.loads(run_path.read_text()).get("config", {})
         current = cfg.identity()
         diff = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        unstarted = not any(
+            (root / name).exists() for name in (schema.SOURCES_NAME, schema.MANIFEST_NAME, schema.UNIT_DIR)
+        )
+        if diff and unstarted:
+            # the run stopped before its world was stored (a wrong folder, people without alpha): no sample exists,
+            # so the corrected command starts afresh instead of being refused as another dataset
+            _remove_owned(root)
+            return
         if diff:
             details = ", ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in diff)
             raise DatasetExistsError(
@@ -543,6 +546,16 @@ def _check_out_dir(root: Path, cfg: FactoryConfig, overwrite: bool) -> None:
         raise DatasetExistsError(
             f"{root} is not empty and is not an fgdepth dataset; use another --out or --overwrite"
         )
+
+
+def _remove_owned(root: Path) -> None:
+    """Remove fgdepth's own files and folders from ``root`` (anything else stays)."""
+    for name in _OWNED:
+        p = root / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
 
 
 def make_dataset(
