@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("transformers")
 
@@ -107,6 +108,30 @@ def test_bfloat16_on_cpu(checkpoints: dict[str, Path]) -> None:
     assert teacher.info.dtype == "bfloat16"
     out = teacher.predict(_images()[:1])
     assert out[0].dtype == np.float32 and out[0].shape == SIZES[0] and np.isfinite(out[0]).all()
+
+
+@pytest.mark.parametrize("name", ["da", "da_metric", "dpt"])
+def test_half_precision_checkpoint_runs_in_float32(
+    checkpoints: dict[str, Path], tmp_path: Path, name: str
+) -> None:
+    # checkpoints are often saved in bfloat16 / float16, and transformers 5 loads them so: DPT then failed with a
+    # RuntimeError (float input, bfloat16 bias) and Depth Anything ran in bfloat16 while the manifest said float32
+    import shutil
+
+    import transformers
+
+    half = tmp_path / "half"
+    model = transformers.AutoModelForDepthEstimation.from_pretrained(str(checkpoints[name]))
+    # bfloat16, not float16: the calibrated heads of the tiny models overflow float16
+    model.to(torch.bfloat16).save_pretrained(str(half))
+    shutil.copy(checkpoints[name] / "preprocessor_config.json", half)
+    teacher = DepthTeacher.load(half)
+    assert next(teacher.model.parameters()).dtype == torch.float32  # weights stay fp32, as documented
+    assert teacher.info.dtype == "float32"
+    out = teacher.predict(_images()[:1])[0]
+    ref = DepthTeacher.load(checkpoints[name]).predict(_images()[:1])[0]
+    assert np.isfinite(out).all() and out.std() > 1e-3
+    np.testing.assert_allclose(out, ref, atol=0.03 * float(ref.max()))  # bfloat16-rounded weights
 
 
 def test_bad_images(checkpoints: dict[str, Path]) -> None:

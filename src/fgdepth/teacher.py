@@ -211,7 +211,9 @@ class DepthTeacher:
         multiple, keep_aspect = _input_geometry(config, prep)
         size = _round_to(input_size or prep.size, multiple)
         _allow_hybrid_size(model, size)
-        model = model.to(dev).eval()
+        # weights in float32 whatever the checkpoint was saved in: transformers 5 keeps a bfloat16 / float16
+        # checkpoint's dtype (DPT then refuses float inputs); lower precision is autocast's, per ``dtype``
+        model = model.to(device=dev, dtype=torch.float32).eval()
         metric = kind == "metric"
         info = TeacherInfo(
             path=path,
