@@ -130,6 +130,15 @@ def test_inspect_fails_on_deleted_or_modified_folder_files(folder_dataset, tmp_p
     assert any(depth.stem in p and "uint16" in p for p in rep.problems), rep.problems
 
 
+def test_inspect_and_show_name_a_corrupt_manifest(shard_dataset, tmp_path):
+    root = _copy(shard_dataset, tmp_path)
+    manifest = root / schema.MANIFEST_NAME
+    manifest.write_text(manifest.read_text()[:200])  # cut short (a full disk, an editor)
+    _inspect_fails(root, f"{manifest}: not valid JSON")
+    r = runner.invoke(app, ["show", str(root), "--out", str(tmp_path / "grid.png")])
+    assert r.exit_code == 2 and f"{manifest}: not valid JSON" in r.output, r.output
+
+
 def test_inspect_without_manifest(tmp_path):
     r = runner.invoke(app, ["inspect", str(tmp_path)])
     assert r.exit_code == 1 and "no manifest" in r.output

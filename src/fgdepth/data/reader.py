@@ -29,11 +29,13 @@ def read_manifest(root: str | Path) -> dict:
     path = Path(root) / schema.MANIFEST_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no manifest; is {root} a finished fgdepth dataset?")
-    manifest = json.loads(path.read_text())
-    if manifest.get("schema_version") != schema.SCHEMA_VERSION:
-        raise ValueError(
-            f"{path}: schema version {manifest.get('schema_version')}, expected {schema.SCHEMA_VERSION}"
-        )
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:  # its own message names no file
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if version != schema.SCHEMA_VERSION:
+        raise ValueError(f"{path}: schema version {version}, expected {schema.SCHEMA_VERSION}")
     return manifest
 
 
