@@ -110,6 +110,15 @@ def test_inspect_fails_on_a_deleted_or_truncated_shard(shard_dataset, tmp_path):
     assert "samples, manifest says" in out or "unreadable tar" in out
 
 
+def test_show_names_a_truncated_shard(shard_dataset, tmp_path):
+    root = _copy(shard_dataset, tmp_path)
+    for unit in json.loads((root / schema.MANIFEST_NAME).read_text())["units"]:
+        shard = root / unit["path"]
+        shard.write_bytes(shard.read_bytes()[:5000])  # inside the second sample's composite
+    r = runner.invoke(app, ["show", str(root), "--out", str(tmp_path / "grid.png")])
+    assert r.exit_code == 2 and ".tar: truncated or corrupt tar" in r.output, (r.output, r.exception)
+
+
 def test_inspect_fails_on_deleted_world_file(shard_dataset, tmp_path):
     root = _copy(shard_dataset, tmp_path)
     (root / schema.BG_DIR / "bg002.png").unlink()

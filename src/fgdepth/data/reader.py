@@ -130,18 +130,27 @@ def decode_shard_sample(
 
 
 def iter_tar(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) for each sample of a webdataset tar; the key ends at the first dot."""
+    """(key, {extension: bytes}) for each sample of a webdataset tar; the key ends at the first dot.
+
+    A tar cut short or damaged raises DecodeError naming it (once the samples before the damage are yielded)."""
     current, files = None, {}
-    with tarfile.open(path, "r") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            key, _, ext = member.name.rpartition("/")[2].partition(".")
-            if key != current and current is not None:
-                yield current, files
-                files = {}
-            current = key
-            files[ext] = tar.extractfile(member).read()
+    try:
+        with tarfile.open(path, "r") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                key, _, ext = member.name.rpartition("/")[2].partition(".")
+                if key != current and current is not None:
+                    yield current, files
+                    files = {}
+                current = key
+                files[ext] = tar.extractfile(member).read()
+            # tarfile ends quietly at a cut or broken header after the first one: a whole tar ends with a zero block
+            tar.fileobj.seek(tar.offset)
+            if tar.fileobj.read(tarfile.BLOCKSIZE) != bytes(tarfile.BLOCKSIZE):
+                raise tarfile.ReadError(f"no end-of-archive block at byte {tar.offset}")
+    except tarfile.ReadError as err:
+        raise codec.DecodeError(f"{path}: truncated or corrupt tar ({err})") from None
     if current is not None:
         yield current, files
 

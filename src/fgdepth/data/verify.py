@@ -118,7 +118,9 @@ def _verify_shard(root: Path, unit: dict, has_depth: bool, deep: bool, problems:
             _check_sample(key, files, has_depth, deep, problems)
             keys.append(key)
             count += 1
-    except Exception as err:  # a truncated tar raises tarfile.ReadError and others
+    except codec.DecodeError as err:  # a truncated or damaged tar (the message names it)
+        problems.append(str(err))
+    except Exception as err:  # anything else tarfile may raise
         problems.append(f"{path}: unreadable tar ({err})")
     if len(set(keys)) != len(keys):
         problems.append(f"{path}: duplicate sample keys")
