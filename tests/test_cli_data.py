@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -137,6 +138,33 @@ def test_inspect_fails_on_deleted_or_modified_folder_files(folder_dataset, tmp_p
     )
     rep = verify_dataset(root)
     assert any(depth.stem in p and "uint16" in p for p in rep.problems), rep.problems
+
+
+def test_inspect_names_the_file_of_a_bad_sample(shard_dataset, folder_dataset, tmp_path):
+    # an 8-bit depth map and a composite that does not decode were reported by sample key alone, not by the
+    # shard or the file that holds them
+    from fgdepth.data.reader import iter_tar
+    from fgdepth.factory import write_tar
+
+    root = _copy(shard_dataset, tmp_path)
+    shard = root / json.loads((root / schema.MANIFEST_NAME).read_text())["units"][0]["path"]
+    samples = list(iter_tar(shard))
+    key, files = samples[1]
+    files[schema.EXT_DEPTH] = cv2.imencode(".png", np.zeros((SIZE, SIZE), np.uint8))[1].tobytes()
+    files[schema.EXT_COMP] = b"\xff\xd8 not a jpeg"
+    write_tar(shard, ((f"{k}.{ext}", data) for k, fs in samples for ext, data in fs.items()))
+    out = _inspect_fails(root)
+    assert f"{shard}: {key}.{schema.EXT_DEPTH}: depth must be a single-channel uint16 PNG" in out, out
+    assert f"{shard}: {key}.{schema.EXT_COMP}: composite does not decode" in out, out
+
+    root = _copy(folder_dataset, tmp_path / "f")
+    depth = sorted((root / schema.DEPTH_DIR).iterdir())[2]
+    depth.write_bytes(cv2.imencode(".png", np.zeros((SIZE, SIZE), np.uint8))[1].tobytes())
+    mask = sorted((root / schema.MASK_DIR).iterdir())[4]
+    mask.unlink()
+    out = _inspect_fails(root)
+    assert f"{depth}: depth must be a single-channel uint16 PNG" in out, out
+    assert f"sample {mask.stem}: missing {schema.EXT_MASK} ({mask})" in out, out
 
 
 def test_inspect_and_show_name_a_corrupt_manifest(shard_dataset, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,20 +46,27 @@ def _check_depth(data: bytes, where: str, problems: list[str]) -> None:
 
 
 def _check_sample(
-    key: str, files: dict[str, bytes], has_depth: bool, deep: bool, problems: list[str]
+    key: str,
+    files: dict[str, bytes],
+    has_depth: bool,
+    deep: bool,
+    problems: list[str],
+    file_of: Callable[[str], str],
 ) -> None:
+    """``file_of(ext)`` names the file that holds (or should hold) a part: each problem names its file."""
     wanted = [schema.EXT_COMP, schema.EXT_MASK, schema.EXT_META] + ([schema.EXT_DEPTH] if has_depth else [])
     missing = [ext for ext in wanted if ext not in files]
     if missing:
-        problems.append(f"sample {key}: missing {', '.join(missing)}")
+        where = ", ".join(file_of(ext) for ext in missing)
+        problems.append(f"sample {key}: missing {', '.join(missing)} ({where})")
     if not deep:
         return
     if schema.EXT_MASK in files:
-        _check_mask(files[schema.EXT_MASK], f"sample {key}", problems)
+        _check_mask(files[schema.EXT_MASK], file_of(schema.EXT_MASK), problems)
     if has_depth and schema.EXT_DEPTH in files:
-        _check_depth(files[schema.EXT_DEPTH], f"sample {key} depth", problems)
+        _check_depth(files[schema.EXT_DEPTH], file_of(schema.EXT_DEPTH), problems)
     if schema.EXT_COMP in files and cv2.imdecode(np.frombuffer(files[schema.EXT_COMP], np.uint8), 1) is None:
-        problems.append(f"sample {key}: composite does not decode")
+        problems.append(f"{file_of(schema.EXT_COMP)}: composite does not decode")
 
 
 def verify_dataset(root: str | Path, deep: bool = True) -> Report:
@@ -115,7 +123,7 @@ def _verify_shard(root: Path, unit: dict, has_depth: bool, deep: bool, problems:
     count, keys = 0, []
     try:
         for key, files in iter_tar(path):
-            _check_sample(key, files, has_depth, deep, problems)
+            _check_sample(key, files, has_depth, deep, problems, lambda ext, k=key: f"{path}: {k}.{ext}")
             keys.append(key)
             count += 1
     except codec.DecodeError as err:  # a truncated or damaged tar (the message names it)
@@ -134,23 +142,15 @@ def _verify_shard(root: Path, unit: dict, has_depth: bool, deep: bool, problems:
 def _verify_folder_unit(
     root: Path, unit: dict, keys: list[str], has_depth: bool, deep: bool, problems: list[str]
 ) -> int:
-    from fgdepth.factory import folder_unit_digest
+    from fgdepth.factory import _FOLDER_OF, folder_unit_digest
 
     found = 0
     for key in keys:
-        files = {}
-        for ext, folder, suffix in (
-            (schema.EXT_COMP, schema.COMP_DIR, ".jpg"),
-            (schema.EXT_MASK, schema.MASK_DIR, ".png"),
-            (schema.EXT_DEPTH, schema.DEPTH_DIR, ".png"),
-            (schema.EXT_META, schema.META_DIR, ".json"),
-        ):
-            p = root / folder / f"{key}{suffix}"
-            if p.is_file():
-                files[ext] = p.read_bytes()
+        paths = {ext: root / folder / f"{key}{suffix}" for ext, (folder, suffix) in _FOLDER_OF.items()}
+        files = {ext: p.read_bytes() for ext, p in paths.items() if p.is_file()}
         if files:
             found += 1
-        _check_sample(key, files, has_depth, deep, problems)
+        _check_sample(key, files, has_depth, deep, problems, lambda ext, paths=paths: str(paths[ext]))
     if folder_unit_digest(root, keys) != unit["sha256"]:
         problems.append(f"unit {unit['name']}: checksum mismatch (files missing, corrupt or modified)")
     return found
