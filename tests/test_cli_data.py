@@ -167,6 +167,30 @@ def test_inspect_names_the_file_of_a_bad_sample(shard_dataset, folder_dataset, t
     assert f"sample {mask.stem}: missing {schema.EXT_MASK} ({mask})" in out, out
 
 
+@pytest.mark.parametrize("damage", ["8-bit depth", "no mask"])
+def test_show_names_the_shard_of_a_bad_sample(shard_dataset, tmp_path, damage):
+    # show (and training) reported 'sample <key> depth.png: ...' without the shard, or a KeyError traceback
+    from fgdepth.data.reader import iter_tar
+    from fgdepth.factory import write_tar
+
+    root = _copy(shard_dataset, tmp_path)
+    for unit in json.loads((root / schema.MANIFEST_NAME).read_text())["units"]:
+        shard = root / unit["path"]
+        samples = list(iter_tar(shard))
+        for _, files in samples:
+            if damage == "8-bit depth":
+                files[schema.EXT_DEPTH] = cv2.imencode(".png", np.zeros((SIZE, SIZE), np.uint8))[1].tobytes()
+            else:
+                del files[schema.EXT_MASK]
+        write_tar(shard, ((f"{k}.{ext}", data) for k, fs in samples for ext, data in fs.items()))
+    r = runner.invoke(app, ["show", str(root), "--out", str(tmp_path / "grid.png")])
+    assert r.exit_code == 2, (r.output, r.exception)
+    assert ".tar: bg" in r.output, r.output
+    assert (
+        "depth must be a single-channel uint16" if damage == "8-bit depth" else "mask.png missing"
+    ) in r.output
+
+
 def test_inspect_and_show_name_a_corrupt_manifest(shard_dataset, tmp_path):
     root = _copy(shard_dataset, tmp_path)
     manifest = root / schema.MANIFEST_NAME

@@ -110,9 +110,17 @@ def _find_image(folder: Path, stem: str) -> Path | None:
 
 
 def decode_shard_sample(
-    files: dict[str, bytes], key: str, backgrounds: _BackgroundCache, scale: float
+    files: dict[str, bytes],
+    key: str,
+    backgrounds: _BackgroundCache,
+    scale: float,
+    shard: str | Path | None = None,
 ) -> NumpySample:
-    where = f"sample {key}"
+    """``shard``: the tar the sample came from, named in errors with the member."""
+    where = f"{shard}: {key}." if shard else f"sample {key} "
+    missing = [ext for ext in (schema.EXT_COMP, schema.EXT_MASK) if ext not in files]
+    if missing:
+        raise codec.DecodeError(f"{where}{missing[0]} missing")
     meta = json.loads(files[schema.EXT_META]) if schema.EXT_META in files else None
     bg_id = meta["bg_id"] if meta else schema.parse_stem(key)[0]
     depth = files.get(schema.EXT_DEPTH)
@@ -120,11 +128,11 @@ def decode_shard_sample(
         schema.KEY: key,
         schema.BACKGROUND: backgrounds(bg_id),
         schema.FOCAL: backgrounds.focal(bg_id),
-        schema.COMPOSITE: codec.decode_image(files[schema.EXT_COMP], f"{where} {schema.EXT_COMP}"),
-        schema.MASK: codec.decode_mask(files[schema.EXT_MASK], f"{where} {schema.EXT_MASK}"),
+        schema.COMPOSITE: codec.decode_image(files[schema.EXT_COMP], f"{where}{schema.EXT_COMP}"),
+        schema.MASK: codec.decode_mask(files[schema.EXT_MASK], f"{where}{schema.EXT_MASK}"),
         schema.DEPTH: None
         if depth is None
-        else codec.decode_depth(depth, scale, f"{where} {schema.EXT_DEPTH}"),
+        else codec.decode_depth(depth, scale, f"{where}{schema.EXT_DEPTH}"),
         "meta": meta,
     }
 
@@ -239,7 +247,7 @@ class ShardDataset(IterableDataset):
                 for key, files in iter_tar(shard):
                     if quota is not None and n >= quota:
                         return
-                    yield decode_shard_sample(files, key, backgrounds, self.scale)
+                    yield decode_shard_sample(files, key, backgrounds, self.scale, shard)
                     n += 1
             if quota is None:
                 return
@@ -483,7 +491,7 @@ def random_samples(root: str | Path, n: int, selection: str = "all", seed: int =
     for shard in shards:
         entries = list(iter_tar(shard))
         take = rng.sample(entries, min(max(1, n // max(len(shards), 1) + 1), len(entries), n - len(out)))
-        out += [decode_shard_sample(files, key, backgrounds, ds.scale) for key, files in take]
+        out += [decode_shard_sample(files, key, backgrounds, ds.scale, shard) for key, files in take]
         if len(out) >= n:
             break
     return out
