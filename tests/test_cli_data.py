@@ -200,6 +200,37 @@ def test_inspect_and_show_name_a_corrupt_manifest(shard_dataset, tmp_path):
     assert r.exit_code == 2 and f"{manifest}: not valid JSON" in r.output, r.output
 
 
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        ("unit count", "manifest says"),
+        ("by_group", "by_group"),
+        ("by_selection", "by_selection"),
+        ("backgrounds", "backgrounds"),
+        ("no units", "no 'units'"),
+    ],
+)
+@pytest.mark.parametrize("which", ["shard_dataset", "folder_dataset"])
+def test_inspect_catches_a_manifest_edited_to_wrong_counts(request, tmp_path, which, edit, needle):
+    # a folder unit's count and the counts per group, per selection, of backgrounds passed inspect when edited;
+    # a manifest without "units" was a KeyError traceback
+    root = _copy(request.getfixturevalue(which), tmp_path)
+    path = root / schema.MANIFEST_NAME
+    m = json.loads(path.read_text())
+    if edit == "unit count":
+        m["units"][0]["count"] += 1
+    elif edit == "no units":
+        del m["units"]
+    elif edit == "backgrounds":
+        m["counts"]["backgrounds"] += 1
+    else:
+        m["counts"][edit]["train" if edit == "by_selection" else "train-train"] += 1
+    path.write_text(json.dumps(m))
+    out = _inspect_fails(root, str(path) if edit != "unit count" else m["units"][0]["name"])
+    assert needle in out, out
+    assert "Traceback" not in out
+
+
 def test_inspect_without_manifest(tmp_path):
     r = runner.invoke(app, ["inspect", str(tmp_path)])
     assert r.exit_code == 1 and "no manifest" in r.output

@@ -36,6 +36,9 @@ def read_manifest(root: str | Path) -> dict:
     version = manifest.get("schema_version") if isinstance(manifest, dict) else None
     if version != schema.SCHEMA_VERSION:
         raise ValueError(f"{path}: schema version {version}, expected {schema.SCHEMA_VERSION}")
+    missing = [key for key in ("format", "counts", "splits", "units") if key not in manifest]
+    if missing:
+        raise ValueError(f"{path}: no {', '.join(map(repr, missing))}; not a whole fgdepth manifest")
     return manifest
 
 

@@ -91,13 +91,38 @@ def verify_dataset(root: str | Path, deep: bool = True) -> Report:
             if record is None:
                 problems.append(f"{record_path}: unit record missing (needed to verify folder checksums)")
                 continue
+            if len(record["keys"]) != unit["count"]:
+                problems.append(
+                    f"unit {unit['name']}: {len(record['keys'])} samples recorded, manifest says {unit['count']}"
+                )
             total += _verify_folder_unit(root, unit, record["keys"], has_depth, deep, problems)
     if total != manifest["counts"]["samples"]:
         problems.append(f"manifest counts {manifest['counts']['samples']} samples, found {total}")
     if manifest["format"] == "folders":
         _verify_folder_counts(root, manifest, has_depth, problems)
+    _verify_manifest_counts(root / schema.MANIFEST_NAME, manifest, problems)
     rep.checked_samples = total
     return rep
+
+
+def _verify_manifest_counts(path: Path, manifest: dict, problems: list[str]) -> None:
+    """The manifest's counts against its own units and splits (what readers and summaries take them from)."""
+    counts = manifest["counts"]
+    by_group: dict[str, int] = {}
+    for unit in manifest["units"]:
+        by_group[unit["group"]] = by_group.get(unit["group"], 0) + unit["count"]
+    by_selection = {
+        name: sum(by_group.get(g, 0) for g in schema.selection_groups(name)) for name in schema.SELECTIONS
+    }
+    expected = {
+        "by_group": by_group,
+        "by_selection": by_selection,
+        "backgrounds": len(manifest["splits"]["backgrounds"]),
+        "people": len(manifest["splits"]["people"]),
+    }
+    for key, value in expected.items():
+        if counts.get(key) != value:
+            problems.append(f"{path}: counts.{key} is {counts.get(key)}, its units and splits give {value}")
 
 
 def _verify_world(root: Path, manifest: dict, has_depth: bool, problems: list[str]) -> None:
