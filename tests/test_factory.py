@@ -269,6 +269,16 @@ def test_a_run_that_failed_on_its_inputs_does_not_refuse_the_corrected_command(i
     assert (out / schema.MANIFEST_NAME).is_file()
 
 
+def test_a_bad_height_range_is_refused_before_anything_is_written(inputs, tmp_path):
+    # checked only when the first sample was placed, after the world was stored: the corrected command was then
+    # refused as 'a dataset made with other settings'
+    out = tmp_path / "ds"
+    with pytest.raises(ValueError, match="--fg-height"):
+        make_dataset(inputs.config(fg_height=(0.8, 0.2)), out)
+    assert not out.exists()
+    make_dataset(inputs.config(fg_height=(0.2, 0.8)), out)
+
+
 def test_non_dataset_directory_is_refused(shared_inputs, tmp_path):
     out = tmp_path / "photos"
     out.mkdir()
