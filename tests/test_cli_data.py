@@ -261,6 +261,16 @@ def test_make_dataset_reports_bad_inputs(inputs, tmp_path):
     assert r.exit_code == 2 and "--format" in r.output
 
 
+@pytest.mark.parametrize("value", ["abc", "0.3:x", ""])
+def test_make_dataset_names_a_malformed_height_range(shared_inputs, tmp_path, value):
+    r = runner.invoke(app, make_args(shared_inputs, tmp_path / "ds", "--fg-height", value))
+    assert r.exit_code == 2 and "expected LO:HI" in r.output, (
+        r.output,
+        r.exception,
+    )  # was a ValueError traceback
+    assert not (tmp_path / "ds").exists()
+
+
 def test_make_dataset_camouflage_options(shared_inputs, tmp_path):
     out = tmp_path / "ds"
     _ok(runner.invoke(app, make_args(shared_inputs, out, "--camouflage", "1", "--camouflage-held-out")))

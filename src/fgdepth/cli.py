@@ -58,11 +58,14 @@ def _progress(description: str, unit: str = "samples"):
 
 
 def _parse_range(text: str) -> tuple[float, float]:
-    parts = [float(x) for x in text.replace(",", ":").split(":")]
+    try:
+        parts = [float(x) for x in text.replace(",", ":").split(":")]
+    except ValueError:  # not a number: a usage error, not a traceback
+        parts = []
     if len(parts) == 1:
         return parts[0], parts[0]
     if len(parts) != 2:
-        raise typer.BadParameter(f"expected LO:HI, got {text!r}")
+        raise typer.BadParameter(f"expected LO:HI, got {text!r}", param_hint="--fg-height")
     return parts[0], parts[1]
 
 
