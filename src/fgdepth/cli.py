@@ -357,10 +357,17 @@ def train_cmd(
 
 
 def _device(name: str) -> str:
+    """auto, or a torch device name; a usage error (not a traceback deep in a model) for one that cannot run."""
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(name).type
+    except RuntimeError:
+        _fail(f"--device {name!r} is not a device (auto, cpu, cuda, cuda:N)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        _fail(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
     return name
 
 
