@@ -231,6 +231,13 @@ def test_inspect_catches_a_manifest_edited_to_wrong_counts(request, tmp_path, wh
     assert "Traceback" not in out
 
 
+def test_show_names_an_output_it_cannot_write(shard_dataset, tmp_path):
+    # --out naming a folder was an IsADirectoryError traceback
+    r = runner.invoke(app, ["show", str(shard_dataset), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and f"cannot write {tmp_path}" in r.output, (r.output, r.exception)
+    assert sorted(tmp_path.iterdir()) == []  # no temporary left behind
+
+
 def test_inspect_without_manifest(tmp_path):
     r = runner.invoke(app, ["inspect", str(tmp_path)])
     assert r.exit_code == 1 and "no manifest" in r.output

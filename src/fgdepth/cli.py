@@ -256,7 +256,10 @@ def show_cmd(
         grid = sample_grid(random_samples(data, n=n, selection=selection, seed=seed), unit=unit)
     except (FileNotFoundError, ValueError) as err:
         _fail(str(err))
-    save_png(out, grid)
+    try:
+        save_png(out, grid)
+    except OSError as err:  # a folder, a read-only place
+        _fail(f"cannot write {out}: {err.strerror or err}")
     typer.echo(f"wrote {out}")
 
 
