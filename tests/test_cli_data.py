@@ -278,6 +278,17 @@ def test_make_dataset_names_a_malformed_height_range(shared_inputs, tmp_path, va
     assert not (tmp_path / "ds").exists()
 
 
+@pytest.mark.parametrize("where", ["file", "under a file"])
+def test_make_dataset_names_an_out_it_cannot_use(shared_inputs, tmp_path, where):
+    # --out naming a file (or a path through one) was a NotADirectoryError traceback
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    out = notes if where == "file" else notes / "ds"
+    r = runner.invoke(app, make_args(shared_inputs, out))
+    assert r.exit_code == 2 and str(notes) in r.output and "error:" in r.output, (r.output, r.exception)
+    assert notes.read_text() == "keep me"
+
+
 def test_make_dataset_camouflage_options(shared_inputs, tmp_path):
     out = tmp_path / "ds"
     _ok(runner.invoke(app, make_args(shared_inputs, out, "--camouflage", "1", "--camouflage-held-out")))

@@ -167,7 +167,8 @@ def make_dataset_cmd(
     try:
         with _progress("make-dataset") as update:
             manifest = make_dataset(cfg, out, overwrite=overwrite, progress=update)
-    except (ValueError, DatasetExistsError, SourceError, FileNotFoundError, TeacherError) as err:
+    # OSError: --out a file, a read-only place, a full disk (its message names the path)
+    except (ValueError, DatasetExistsError, SourceError, OSError, TeacherError) as err:
         _fail(str(err))
     for line in summary_lines(manifest):
         typer.echo(line)
@@ -209,7 +210,7 @@ def label_depth_cmd(
                 overwrite_depth=overwrite_depth, device=_device(device), progress=update,
                 engine=engine, workers=workers, ray_address=ray_address,
             )  # fmt: skip
-    except (ValueError, FileNotFoundError, TeacherError) as err:
+    except (ValueError, OSError, TeacherError) as err:  # OSError: a read-only dataset, a full disk
         _fail(str(err))
     for line in summary_lines(manifest):
         typer.echo(line)
