@@ -167,6 +167,28 @@ def test_not_a_depth_model(tmp_path: Path) -> None:
         DepthTeacher.load(tmp_path)
 
 
+@pytest.mark.parametrize("damage", ["weights cut short", "config a list", "processor cut short"])
+def test_a_damaged_checkpoint_is_a_teacher_error_naming_the_file(
+    checkpoints: dict[str, Path], tmp_path: Path, damage: str
+) -> None:
+    # a cut safetensors file was a SafetensorError traceback, a config.json holding a list an AttributeError, and a
+    # cut preprocessor_config.json a bare JSONDecodeError naming no file
+    import shutil
+
+    ckpt = shutil.copytree(checkpoints["dpt"], tmp_path / "ckpt")
+    if damage == "weights cut short":
+        name = "model.safetensors"
+        (ckpt / name).write_bytes((ckpt / name).read_bytes()[:1000])
+    elif damage == "config a list":
+        name = "config.json"
+        (ckpt / name).write_text("[1, 2]")
+    else:
+        name = "preprocessor_config.json"
+        (ckpt / name).write_text((ckpt / name).read_text()[:40])
+    with pytest.raises(TeacherError, match=str(ckpt)):
+        DepthTeacher.load(ckpt)
+
+
 def test_depth_model_type_with_other_head(checkpoints: dict[str, Path], tmp_path: Path) -> None:
     config = json.loads((checkpoints["dpt"] / "config.json").read_text())
     config["architectures"] = ["DPTForSemanticSegmentation"]

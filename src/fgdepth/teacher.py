@@ -179,7 +179,7 @@ class DepthTeacher:
         transformers = _import_transformers()
         try:
             model = transformers.AutoModelForDepthEstimation.from_pretrained(str(path), local_files_only=True)
-        except (OSError, ValueError) as e:
+        except Exception as e:  # OSError, ValueError, safetensors' own error for a cut file, ...
             raise TeacherError(f"cannot load the depth model weights from {path}: {e}") from e
         prep = _read_preprocessor_config(path)
         return cls.from_model(model, prep, str(path), device, dtype, input_size, batch_size, depth_kind)
@@ -354,6 +354,8 @@ def _check_depth_config(path: Path) -> None:
         config = json.loads(config_file.read_text())
     except json.JSONDecodeError as e:
         raise TeacherError(f"{config_file} is not valid JSON: {e}") from e
+    if not isinstance(config, dict):
+        raise TeacherError(f"{config_file} is not a transformers config (a JSON object)")
     model_type = config.get("model_type")
     archs = config.get("architectures") or []
     transformers = _import_transformers()
@@ -384,7 +386,13 @@ def _read_preprocessor_config(path: Path) -> dict[str, Any]:
             f"{path} has no preprocessor_config.json: the image size and normalisation of the checkpoint are "
             "unknown; copy it from the model's hub page (it is part of every transformers depth checkpoint)"
         )
-    return json.loads(file.read_text())
+    try:
+        config = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise TeacherError(f"{file} is not valid JSON: {e}") from e
+    if not isinstance(config, dict):
+        raise TeacherError(f"{file} is not an image processor config (a JSON object)")
+    return config
 
 
 def _preprocess_from_dict(cfg: dict[str, Any]) -> _Preprocess:
