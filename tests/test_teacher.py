@@ -189,6 +189,29 @@ def test_a_damaged_checkpoint_is_a_teacher_error_naming_the_file(
         DepthTeacher.load(ckpt)
 
 
+def test_weights_of_another_model_are_refused(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    # Depth Anything's config with DPT's weights loaded with every layer newly initialised (a warning table on
+    # stderr) and labelled the dataset with random depth
+    import shutil
+
+    ckpt = shutil.copytree(checkpoints["da"], tmp_path / "ckpt")
+    shutil.copy(checkpoints["dpt"] / "model.safetensors", ckpt / "model.safetensors")
+    with pytest.raises(TeacherError, match=f"{ckpt}.*weights for .* missing"):
+        DepthTeacher.load(ckpt)
+    # the hub's DPT checkpoints lack the deepest fusion layer's residual_layer1, which is never used: they load
+    from safetensors.torch import load_file, save_file
+
+    dpt = shutil.copytree(checkpoints["dpt"], tmp_path / "dpt")
+    weights = load_file(dpt / "model.safetensors")
+    unused = [k for k in weights if "fusion_stage.layers.0.residual_layer1." in k]
+    assert unused
+    save_file(
+        {k: v for k, v in weights.items() if k not in unused}, dpt / "model.safetensors", {"format": "pt"}
+    )
+    out = DepthTeacher.load(dpt).predict(_images()[:1])[0]
+    np.testing.assert_array_equal(out, DepthTeacher.load(checkpoints["dpt"]).predict(_images()[:1])[0])
+
+
 def test_depth_model_type_with_other_head(checkpoints: dict[str, Path], tmp_path: Path) -> None:
     config = json.loads((checkpoints["dpt"] / "config.json").read_text())
     config["architectures"] = ["DPTForSemanticSegmentation"]

@@ -47,6 +47,9 @@ _DTYPES = {
     "float16": torch.float16,
     "fp16": torch.float16,
 }
+# the deepest fusion layer has no skip input: its residual_layer1 is never used, and DPT checkpoints converted from
+# MiDaS (Intel/dpt-large, dpt-hybrid-midas) do not hold it
+_UNUSED_WEIGHTS = ("fusion_stage.layers.0.residual_layer1.",)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -178,9 +181,18 @@ class DepthTeacher:
         _check_depth_config(path)
         transformers = _import_transformers()
         try:
-            model = transformers.AutoModelForDepthEstimation.from_pretrained(str(path), local_files_only=True)
+            model, loading = transformers.AutoModelForDepthEstimation.from_pretrained(
+                str(path), local_files_only=True, output_loading_info=True
+            )
         except Exception as e:  # OSError, ValueError, safetensors' own error for a cut file, ...
             raise TeacherError(f"cannot load the depth model weights from {path}: {e}") from e
+        # transformers initialises missing weights at random with a warning: a teacher of random depth
+        missing = [k for k in loading.get("missing_keys") or [] if not any(u in k for u in _UNUSED_WEIGHTS)]
+        if missing:
+            raise TeacherError(
+                f"{path}: weights for {len(missing)} of the model's tensors are missing ({', '.join(sorted(missing)[:3])}"
+                f"{' ...' if len(missing) > 3 else ''}); are the weights those of another model?"
+            )
         prep = _read_preprocessor_config(path)
         return cls.from_model(model, prep, str(path), device, dtype, input_size, batch_size, depth_kind)
 
