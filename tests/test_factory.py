@@ -302,6 +302,17 @@ def test_truncated_jpeg_is_skipped_and_counted(inputs, tmp_path):
         make_dataset(inputs.config(strict=True), tmp_path / "strict")
 
 
+def test_no_usable_people_left_names_what_was_skipped_and_why(inputs, tmp_path):
+    # the error said only 'no usable backgrounds or foregrounds left after skipping unreadable files': the
+    # skipped files and their reasons are printed on success only, so the user was told nothing to fix
+    for p in inputs.fg_dir.iterdir():
+        rgba = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        rgba[..., 3] = 0
+        assert cv2.imwrite(str(p), rgba)
+    with pytest.raises(SourceError, match=r"no usable foregrounds.*person0\.png: alpha channel is empty"):
+        make_dataset(inputs.config(), tmp_path / "ds")
+
+
 def test_foreground_without_alpha(inputs, tmp_path):
     rgba = person_rgba(7)
     imwrite_rgb(inputs.fg_dir / "no_alpha.jpg", rgba[..., :3])

@@ -407,8 +407,11 @@ def build_world(cfg: FactoryConfig, workers: int = 1) -> World:
                 "unreadable inputs (--strict): " + "; ".join(f"{s['path']}: {s['reason']}" for s in skipped)
             )
         if not bgs.items or not fgs.items:
+            # the skipped files are listed only after a finished run: name them here, or nothing says what to fix
             raise sources.SourceError(
-                "no usable backgrounds or foregrounds left after skipping unreadable files"
+                f"no usable {'backgrounds' if not bgs.items else 'foregrounds'} left after skipping: "
+                + "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:20])
+                + (" ..." if len(skipped) > 20 else "")
             )
         backgrounds, people = bgs.items, fgs.items
         bg_names, person_names = bgs.names, fgs.names
