@@ -80,7 +80,7 @@ def verify_dataset(root: str | Path, deep: bool = True) -> Report:
         return rep
     problems = rep.problems
     has_depth = manifest.get("depth") is not None
-    _verify_world(root, manifest, has_depth, problems)
+    _verify_world(root, manifest, has_depth, deep, problems)
     total = 0
     for unit in manifest["units"]:
         record_path = root / schema.UNIT_DIR / f"{unit['name']}.json"
@@ -125,16 +125,54 @@ def _verify_manifest_counts(path: Path, manifest: dict, problems: list[str]) -> 
             problems.append(f"{path}: counts.{key} is {counts.get(key)}, its units and splits give {value}")
 
 
-def _verify_world(root: Path, manifest: dict, has_depth: bool, problems: list[str]) -> None:
+def _verify_world(root: Path, manifest: dict, has_depth: bool, deep: bool, problems: list[str]) -> None:
+    """The stored world: every background (and its depth) and person present; ``deep``: each decodes, at the
+    dataset's size (backgrounds) or its person's (masks). Readers, label-depth and a resumed run need them whole."""
+    if not (root / schema.SOURCES_NAME).is_file():
+        problems.append(f"{root / schema.SOURCES_NAME}: missing (the stored world's index)")
+    size = (manifest["size"], manifest["size"])
     for bg_id in manifest["splits"]["backgrounds"]:
-        if not (root / schema.BG_DIR / f"{bg_id}.png").is_file():
-            problems.append(f"{root / schema.BG_DIR / bg_id}.png: background missing")
-        if has_depth and not (root / schema.BG_DEPTH_DIR / f"{bg_id}.png").is_file():
-            problems.append(f"{root / schema.BG_DEPTH_DIR / bg_id}.png: background depth missing")
+        path = root / schema.BG_DIR / f"{bg_id}.png"
+        if not path.is_file():
+            problems.append(f"{path}: background missing")
+        elif deep:
+            _check_world_array(
+                path, "background", lambda d, p=path: codec.decode_image(d, str(p)), size, problems
+            )
+        path = root / schema.BG_DEPTH_DIR / f"{bg_id}.png"
+        if has_depth and not path.is_file():
+            problems.append(f"{path}: background depth missing")
+        elif has_depth and deep:
+            _check_world_array(
+                path, "depth", lambda d, p=path: codec.decode_uint16(d, str(p)), size, problems
+            )
     for fg_id in manifest["splits"]["people"]:
-        for sub in (schema.FG_DIR, schema.FG_MASK_DIR):
-            if not (root / sub / f"{fg_id}.png").is_file():
-                problems.append(f"{root / sub / fg_id}.png: foreground file missing")
+        image, mask = root / schema.FG_DIR / f"{fg_id}.png", root / schema.FG_MASK_DIR / f"{fg_id}.png"
+        for path in (image, mask, root / schema.FG_META_DIR / f"{fg_id}.json"):
+            if not path.is_file():
+                problems.append(f"{path}: foreground file missing")
+        if not (deep and image.is_file()):
+            continue
+        data = image.read_bytes()  # OpenCV raises on an empty buffer
+        rgba = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+        if rgba is None or rgba.ndim != 3 or rgba.shape[2] != 4:
+            problems.append(f"{image}: foreground is not an RGBA PNG")
+        elif mask.is_file():
+            _check_world_array(
+                mask, "mask", lambda d, p=mask: codec.decode_mask(d, str(p)), rgba.shape[:2], problems
+            )
+
+
+def _check_world_array(
+    path: Path, what: str, decode: Callable[[bytes], np.ndarray], size: tuple[int, int], problems: list[str]
+) -> None:
+    try:
+        arr = decode(path.read_bytes())
+    except codec.DecodeError as err:
+        problems.append(f"{err} ({what})")
+        return
+    if arr.shape[:2] != size:
+        problems.append(f"{path}: {what} is {arr.shape[1]}x{arr.shape[0]} px, expected {size[1]}x{size[0]}")
 
 
 def _verify_shard(root: Path, unit: dict, has_depth: bool, deep: bool, problems: list[str]) -> int:
