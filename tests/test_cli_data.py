@@ -161,6 +161,25 @@ def test_inspect_fails_on_a_damaged_world_file(shard_dataset, tmp_path, damage):
     _inspect_fails(root, str(path))
 
 
+def test_empty_files_are_named_not_a_traceback(folder_dataset, tmp_path):
+    # a 0-byte file (a crash, a full disk) made OpenCV raise '!buf.empty()' from inspect and show
+    root = _copy(folder_dataset, tmp_path)
+    stems = sorted(p.stem for p in (root / schema.COMP_DIR).iterdir())
+    emptied = [
+        root / schema.COMP_DIR / f"{stems[0]}.jpg",
+        root / schema.MASK_DIR / f"{stems[1]}.png",
+        root / schema.DEPTH_DIR / f"{stems[2]}.png",
+        root / schema.META_DIR / f"{stems[3]}.json",
+        root / schema.BG_DIR / "bg003.png",
+    ]
+    for path in emptied:
+        path.write_bytes(b"")
+    out = _inspect_fails(root, *(str(p) for p in emptied))
+    assert "Traceback" not in out
+    r = runner.invoke(app, ["show", str(root), "--out", str(tmp_path / "grid.png"), "--n", "100"])
+    assert r.exit_code == 2 and "error:" in r.output, (r.output, r.exception)
+
+
 def test_inspect_fails_on_deleted_or_modified_folder_files(folder_dataset, tmp_path):
     root = _copy(folder_dataset, tmp_path)
     mask = sorted((root / schema.MASK_DIR).iterdir())[3]

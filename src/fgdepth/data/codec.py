@@ -105,9 +105,14 @@ def uint16_to_depth(u16: np.ndarray, scale: float = schema.DEPTH_MM_PER_M) -> np
     return u16.astype(np.float32) / np.float32(scale)
 
 
+def imdecode(data: bytes, flags: int) -> np.ndarray | None:
+    """``cv2.imdecode``, None for undecodable bytes; an empty file (a crash, a full disk) too, where OpenCV raises."""
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flags) if len(data) else None
+
+
 def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """JPEG/PNG bytes -> (H, W, 3) uint8 RGB."""
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    arr = imdecode(data, cv2.IMREAD_COLOR)
     if arr is None:
         raise DecodeError(f"{name}: not a decodable image")
     return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
@@ -126,7 +131,7 @@ def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarra
 
 def decode_mask(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """PNG bytes -> (H, W) bool (pixels > 127)."""
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    arr = imdecode(data, cv2.IMREAD_GRAYSCALE)
     if arr is None:
         raise DecodeError(f"{name}: not a decodable mask image")
     return arr > 127
@@ -134,7 +139,7 @@ def decode_mask(data: bytes, name: str = "<bytes>") -> np.ndarray:
 
 def decode_uint16(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """uint16 PNG bytes -> (H, W) uint16; refuses 8-bit images, which would silently lose depth."""
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    arr = imdecode(data, cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise DecodeError(f"{name}: not a decodable PNG")
     if arr.dtype != np.uint16 or arr.ndim != 2:

@@ -31,7 +31,7 @@ class Report:
 
 
 def _check_mask(data: bytes, where: str, problems: list[str]) -> None:
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    arr = codec.imdecode(data, cv2.IMREAD_UNCHANGED)
     if arr is None:
         problems.append(f"{where}: mask does not decode")
     elif arr.ndim != 2 or not np.isin(arr, (0, 255)).all():
@@ -65,8 +65,13 @@ def _check_sample(
         _check_mask(files[schema.EXT_MASK], file_of(schema.EXT_MASK), problems)
     if has_depth and schema.EXT_DEPTH in files:
         _check_depth(files[schema.EXT_DEPTH], file_of(schema.EXT_DEPTH), problems)
-    if schema.EXT_COMP in files and cv2.imdecode(np.frombuffer(files[schema.EXT_COMP], np.uint8), 1) is None:
+    if schema.EXT_COMP in files and codec.imdecode(files[schema.EXT_COMP], cv2.IMREAD_COLOR) is None:
         problems.append(f"{file_of(schema.EXT_COMP)}: composite does not decode")
+    if schema.EXT_META in files:
+        try:
+            json.loads(files[schema.EXT_META])
+        except ValueError:
+            problems.append(f"{file_of(schema.EXT_META)}: metadata is not valid JSON")
 
 
 def verify_dataset(root: str | Path, deep: bool = True) -> Report:
@@ -153,8 +158,7 @@ def _verify_world(root: Path, manifest: dict, has_depth: bool, deep: bool, probl
                 problems.append(f"{path}: foreground file missing")
         if not (deep and image.is_file()):
             continue
-        data = image.read_bytes()  # OpenCV raises on an empty buffer
-        rgba = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+        rgba = codec.imdecode(image.read_bytes(), cv2.IMREAD_UNCHANGED)
         if rgba is None or rgba.ndim != 3 or rgba.shape[2] != 4:
             problems.append(f"{image}: foreground is not an RGBA PNG")
         elif mask.is_file():
