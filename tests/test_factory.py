@@ -279,6 +279,25 @@ def test_a_bad_height_range_is_refused_before_anything_is_written(inputs, tmp_pa
     make_dataset(inputs.config(fg_height=(0.2, 0.8)), out)
 
 
+def test_the_same_folders_given_relative_or_absolute_resume(inputs, tmp_path, monkeypatch):
+    # run.json keeps the folders as typed: a rerun naming the same folders by absolute path was refused as
+    # 'a dataset made with other settings' (bg_dir: 'in/bg' -> '/.../in/bg'), leaving --overwrite
+    monkeypatch.chdir(inputs.bg_dir.parent.parent)
+    rel = inputs.config(
+        bg_dir=os.path.relpath(inputs.bg_dir), fg_dir=os.path.relpath(inputs.fg_dir), bg_depth_dir=None
+    )
+    out = tmp_path / "ds"
+    make_dataset(rel, out)
+    before = tree_bytes(out)
+    make_dataset(dataclasses.replace(rel, bg_dir=str(inputs.bg_dir), fg_dir=str(inputs.fg_dir)), out)
+    settings = (schema.RUN_NAME, schema.MANIFEST_NAME)  # they record the folders as given this time
+    assert {k: v for k, v in tree_bytes(out).items() if k not in settings} == {
+        k: v for k, v in before.items() if k not in settings
+    }
+    with pytest.raises(DatasetExistsError, match="fg_dir"):
+        make_dataset(dataclasses.replace(rel, fg_dir=str(tmp_path)), out)
+
+
 def test_non_dataset_directory_is_refused(shared_inputs, tmp_path):
     out = tmp_path / "photos"
     out.mkdir()

@@ -519,6 +519,16 @@ _OWNED = (
 )
 
 
+_PATH_SETTINGS = ("bg_dir", "fg_dir", "fg_mask_dir", "bg_depth_dir", "teacher")
+
+
+def _same_setting(key: str, previous: object, current: object) -> bool:
+    """Settings compare as recorded, folders as the folders they name (typed relative once, absolute the next)."""
+    if key in _PATH_SETTINGS and isinstance(previous, str) and isinstance(current, str):
+        return os.path.abspath(previous) == os.path.abspath(current)
+    return previous == current
+
+
 def _check_out_dir(root: Path, cfg: FactoryConfig, overwrite: bool) -> None:
     """Refuse to mix datasets: resume only a run with the same identity; --overwrite clears fgdepth's files only."""
     run_path = root / schema.RUN_NAME
@@ -530,7 +540,9 @@ def _check_out_dir(root: Path, cfg: FactoryConfig, overwrite: bool) -> None:
     if run_path.is_file():
         previous = json.loads(run_path.read_text()).get("config", {})
         current = cfg.identity()
-        diff = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        diff = sorted(
+            k for k in set(previous) | set(current) if not _same_setting(k, previous.get(k), current.get(k))
+        )
         unstarted = not any(
             (root / name).exists() for name in (schema.SOURCES_NAME, schema.MANIFEST_NAME, schema.UNIT_DIR)
         )
