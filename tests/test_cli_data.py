@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -110,11 +111,73 @@ def test_inspect_fails_on_a_deleted_or_truncated_shard(shard_dataset, tmp_path):
     assert "samples, manifest says" in out or "unreadable tar" in out
 
 
+def test_show_names_a_truncated_shard(shard_dataset, tmp_path):
+    root = _copy(shard_dataset, tmp_path)
+    for unit in json.loads((root / schema.MANIFEST_NAME).read_text())["units"]:
+        shard = root / unit["path"]
+        shard.write_bytes(shard.read_bytes()[:5000])  # inside the second sample's composite
+    r = runner.invoke(app, ["show", str(root), "--out", str(tmp_path / "grid.png")])
+    assert r.exit_code == 2 and ".tar: truncated or corrupt tar" in r.output, (r.output, r.exception)
+
+
 def test_inspect_fails_on_deleted_world_file(shard_dataset, tmp_path):
     root = _copy(shard_dataset, tmp_path)
     (root / schema.BG_DIR / "bg002.png").unlink()
     (root / schema.FG_MASK_DIR / "fg001.png").unlink()
     _inspect_fails(root, "bg002.png: background missing", "fg001.png: foreground file missing")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["corrupt background", "background of another size", "8-bit background depth", "person without alpha",
+     "corrupt person mask", "empty person", "no sources.json", "no person metadata"],
+)  # fmt: skip
+def test_inspect_fails_on_a_damaged_world_file(shard_dataset, tmp_path, damage):
+    # only the presence of bg/, bg_depth/, fg/ and fg_mask/ files was checked: these passed, though every reader
+    # (a background per sample), the on-the-fly dataset, label-depth and a resumed make-dataset need them whole
+    root = _copy(shard_dataset, tmp_path)
+    path = {
+        "corrupt background": root / schema.BG_DIR / "bg001.png",
+        "background of another size": root / schema.BG_DIR / "bg001.png",
+        "8-bit background depth": root / schema.BG_DEPTH_DIR / "bg002.png",
+        "person without alpha": root / schema.FG_DIR / "fg001.png",
+        "corrupt person mask": root / schema.FG_MASK_DIR / "fg001.png",
+        "empty person": root / schema.FG_DIR / "fg002.png",
+        "no sources.json": root / schema.SOURCES_NAME,
+        "no person metadata": root / schema.FG_META_DIR / "fg001.json",
+    }[damage]
+    if damage.startswith("corrupt"):
+        path.write_bytes(path.read_bytes()[:60])
+    elif damage == "background of another size":
+        cv2.imwrite(str(path), cv2.imread(str(path))[: SIZE // 2])
+    elif damage == "8-bit background depth":
+        cv2.imwrite(str(path), np.zeros((SIZE, SIZE), np.uint8))
+    elif damage == "empty person":
+        path.write_bytes(b"")
+    elif damage == "person without alpha":
+        cv2.imwrite(str(path), cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[..., :3])
+    else:
+        path.unlink()
+    _inspect_fails(root, str(path))
+
+
+def test_empty_files_are_named_not_a_traceback(folder_dataset, tmp_path):
+    # a 0-byte file (a crash, a full disk) made OpenCV raise '!buf.empty()' from inspect and show
+    root = _copy(folder_dataset, tmp_path)
+    stems = sorted(p.stem for p in (root / schema.COMP_DIR).iterdir())
+    emptied = [
+        root / schema.COMP_DIR / f"{stems[0]}.jpg",
+        root / schema.MASK_DIR / f"{stems[1]}.png",
+        root / schema.DEPTH_DIR / f"{stems[2]}.png",
+        root / schema.META_DIR / f"{stems[3]}.json",
+        root / schema.BG_DIR / "bg003.png",
+    ]
+    for path in emptied:
+        path.write_bytes(b"")
+    out = _inspect_fails(root, *(str(p) for p in emptied))
+    assert "Traceback" not in out
+    r = runner.invoke(app, ["show", str(root), "--out", str(tmp_path / "grid.png"), "--n", "100"])
+    assert r.exit_code == 2 and "error:" in r.output, (r.output, r.exception)
 
 
 def test_inspect_fails_on_deleted_or_modified_folder_files(folder_dataset, tmp_path):
@@ -128,6 +191,104 @@ def test_inspect_fails_on_deleted_or_modified_folder_files(folder_dataset, tmp_p
     )
     rep = verify_dataset(root)
     assert any(depth.stem in p and "uint16" in p for p in rep.problems), rep.problems
+
+
+def test_inspect_names_the_file_of_a_bad_sample(shard_dataset, folder_dataset, tmp_path):
+    # an 8-bit depth map and a composite that does not decode were reported by sample key alone, not by the
+    # shard or the file that holds them
+    from fgdepth.data.reader import iter_tar
+    from fgdepth.factory import write_tar
+
+    root = _copy(shard_dataset, tmp_path)
+    shard = root / json.loads((root / schema.MANIFEST_NAME).read_text())["units"][0]["path"]
+    samples = list(iter_tar(shard))
+    key, files = samples[1]
+    files[schema.EXT_DEPTH] = cv2.imencode(".png", np.zeros((SIZE, SIZE), np.uint8))[1].tobytes()
+    files[schema.EXT_COMP] = b"\xff\xd8 not a jpeg"
+    write_tar(shard, ((f"{k}.{ext}", data) for k, fs in samples for ext, data in fs.items()))
+    out = _inspect_fails(root)
+    assert f"{shard}: {key}.{schema.EXT_DEPTH}: depth must be a single-channel uint16 PNG" in out, out
+    assert f"{shard}: {key}.{schema.EXT_COMP}: composite does not decode" in out, out
+
+    root = _copy(folder_dataset, tmp_path / "f")
+    depth = sorted((root / schema.DEPTH_DIR).iterdir())[2]
+    depth.write_bytes(cv2.imencode(".png", np.zeros((SIZE, SIZE), np.uint8))[1].tobytes())
+    mask = sorted((root / schema.MASK_DIR).iterdir())[4]
+    mask.unlink()
+    out = _inspect_fails(root)
+    assert f"{depth}: depth must be a single-channel uint16 PNG" in out, out
+    assert f"sample {mask.stem}: missing {schema.EXT_MASK} ({mask})" in out, out
+
+
+@pytest.mark.parametrize("damage", ["8-bit depth", "no mask"])
+def test_show_names_the_shard_of_a_bad_sample(shard_dataset, tmp_path, damage):
+    # show (and training) reported 'sample <key> depth.png: ...' without the shard, or a KeyError traceback
+    from fgdepth.data.reader import iter_tar
+    from fgdepth.factory import write_tar
+
+    root = _copy(shard_dataset, tmp_path)
+    for unit in json.loads((root / schema.MANIFEST_NAME).read_text())["units"]:
+        shard = root / unit["path"]
+        samples = list(iter_tar(shard))
+        for _, files in samples:
+            if damage == "8-bit depth":
+                files[schema.EXT_DEPTH] = cv2.imencode(".png", np.zeros((SIZE, SIZE), np.uint8))[1].tobytes()
+            else:
+                del files[schema.EXT_MASK]
+        write_tar(shard, ((f"{k}.{ext}", data) for k, fs in samples for ext, data in fs.items()))
+    r = runner.invoke(app, ["show", str(root), "--out", str(tmp_path / "grid.png")])
+    assert r.exit_code == 2, (r.output, r.exception)
+    assert ".tar: bg" in r.output, r.output
+    assert (
+        "depth must be a single-channel uint16" if damage == "8-bit depth" else "mask.png missing"
+    ) in r.output
+
+
+def test_inspect_and_show_name_a_corrupt_manifest(shard_dataset, tmp_path):
+    root = _copy(shard_dataset, tmp_path)
+    manifest = root / schema.MANIFEST_NAME
+    manifest.write_text(manifest.read_text()[:200])  # cut short (a full disk, an editor)
+    _inspect_fails(root, f"{manifest}: not valid JSON")
+    r = runner.invoke(app, ["show", str(root), "--out", str(tmp_path / "grid.png")])
+    assert r.exit_code == 2 and f"{manifest}: not valid JSON" in r.output, r.output
+
+
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        ("unit count", "manifest says"),
+        ("by_group", "by_group"),
+        ("by_selection", "by_selection"),
+        ("backgrounds", "backgrounds"),
+        ("no units", "no 'units'"),
+    ],
+)
+@pytest.mark.parametrize("which", ["shard_dataset", "folder_dataset"])
+def test_inspect_catches_a_manifest_edited_to_wrong_counts(request, tmp_path, which, edit, needle):
+    # a folder unit's count and the counts per group, per selection, of backgrounds passed inspect when edited;
+    # a manifest without "units" was a KeyError traceback
+    root = _copy(request.getfixturevalue(which), tmp_path)
+    path = root / schema.MANIFEST_NAME
+    m = json.loads(path.read_text())
+    if edit == "unit count":
+        m["units"][0]["count"] += 1
+    elif edit == "no units":
+        del m["units"]
+    elif edit == "backgrounds":
+        m["counts"]["backgrounds"] += 1
+    else:
+        m["counts"][edit]["train" if edit == "by_selection" else "train-train"] += 1
+    path.write_text(json.dumps(m))
+    out = _inspect_fails(root, str(path) if edit != "unit count" else m["units"][0]["name"])
+    assert needle in out, out
+    assert "Traceback" not in out
+
+
+def test_show_names_an_output_it_cannot_write(shard_dataset, tmp_path):
+    # --out naming a folder was an IsADirectoryError traceback
+    r = runner.invoke(app, ["show", str(shard_dataset), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and f"cannot write {tmp_path}" in r.output, (r.output, r.exception)
+    assert sorted(tmp_path.iterdir()) == []  # no temporary left behind
 
 
 def test_inspect_without_manifest(tmp_path):
@@ -158,6 +319,27 @@ def test_make_dataset_reports_bad_inputs(inputs, tmp_path):
     assert r.exit_code == 2 and "room0.jpg" in r.output
     r = runner.invoke(app, make_args(inputs, tmp_path / "d", "--format", "zip"))
     assert r.exit_code == 2 and "--format" in r.output
+
+
+@pytest.mark.parametrize("value", ["abc", "0.3:x", ""])
+def test_make_dataset_names_a_malformed_height_range(shared_inputs, tmp_path, value):
+    r = runner.invoke(app, make_args(shared_inputs, tmp_path / "ds", "--fg-height", value))
+    assert r.exit_code == 2 and "expected LO:HI" in r.output, (
+        r.output,
+        r.exception,
+    )  # was a ValueError traceback
+    assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "under a file"])
+def test_make_dataset_names_an_out_it_cannot_use(shared_inputs, tmp_path, where):
+    # --out naming a file (or a path through one) was a NotADirectoryError traceback
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    out = notes if where == "file" else notes / "ds"
+    r = runner.invoke(app, make_args(shared_inputs, out))
+    assert r.exit_code == 2 and str(notes) in r.output and "error:" in r.output, (r.output, r.exception)
+    assert notes.read_text() == "keep me"
 
 
 def test_make_dataset_camouflage_options(shared_inputs, tmp_path):

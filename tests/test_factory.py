@@ -245,6 +245,59 @@ def test_other_settings_refuse_unless_overwrite(shared_inputs, tmp_path):
     assert_same_tree(out, tmp_path / "clean")
 
 
+def test_a_run_that_failed_on_its_inputs_does_not_refuse_the_corrected_command(inputs, tmp_path):
+    # RGB people without masks: the error asks for --fg-mask-dir; the run wrote run.json and nothing else, so the
+    # command that gives it (other settings) must start, not be told the directory holds another dataset
+    rgb_dir, mask_dir = tmp_path / "rgb", tmp_path / "masks"
+    rgb_dir.mkdir()
+    mask_dir.mkdir()
+    for i in range(3):
+        rgba = person_rgba(i)
+        imwrite_rgb(rgb_dir / f"p{i}.png", rgba[..., :3])
+        assert cv2.imwrite(str(mask_dir / f"p{i}.png"), rgba[..., 3])
+    out = tmp_path / "ds"
+    with pytest.raises(SourceError, match="fg-mask-dir"):
+        make_dataset(inputs.config(fg_dir=str(rgb_dir)), out)
+    m = make_dataset(inputs.config(fg_dir=str(rgb_dir), fg_mask_dir=str(mask_dir)), out)
+    assert m["counts"]["people"] == 3
+    make_dataset(inputs.config(fg_dir=str(rgb_dir), fg_mask_dir=str(mask_dir)), tmp_path / "clean")
+    assert_same_tree(out, tmp_path / "clean")
+    # a finished dataset that lost its sources.json still holds samples: other settings are refused, not cleared
+    (out / schema.SOURCES_NAME).unlink()
+    with pytest.raises(DatasetExistsError, match="other settings"):
+        make_dataset(inputs.config(fg_dir=str(rgb_dir), fg_mask_dir=str(mask_dir), seed=1), out)
+    assert (out / schema.MANIFEST_NAME).is_file()
+
+
+def test_a_bad_height_range_is_refused_before_anything_is_written(inputs, tmp_path):
+    # checked only when the first sample was placed, after the world was stored: the corrected command was then
+    # refused as 'a dataset made with other settings'
+    out = tmp_path / "ds"
+    with pytest.raises(ValueError, match="--fg-height"):
+        make_dataset(inputs.config(fg_height=(0.8, 0.2)), out)
+    assert not out.exists()
+    make_dataset(inputs.config(fg_height=(0.2, 0.8)), out)
+
+
+def test_the_same_folders_given_relative_or_absolute_resume(inputs, tmp_path, monkeypatch):
+    # run.json keeps the folders as typed: a rerun naming the same folders by absolute path was refused as
+    # 'a dataset made with other settings' (bg_dir: 'in/bg' -> '/.../in/bg'), leaving --overwrite
+    monkeypatch.chdir(inputs.bg_dir.parent.parent)
+    rel = inputs.config(
+        bg_dir=os.path.relpath(inputs.bg_dir), fg_dir=os.path.relpath(inputs.fg_dir), bg_depth_dir=None
+    )
+    out = tmp_path / "ds"
+    make_dataset(rel, out)
+    before = tree_bytes(out)
+    make_dataset(dataclasses.replace(rel, bg_dir=str(inputs.bg_dir), fg_dir=str(inputs.fg_dir)), out)
+    settings = (schema.RUN_NAME, schema.MANIFEST_NAME)  # they record the folders as given this time
+    assert {k: v for k, v in tree_bytes(out).items() if k not in settings} == {
+        k: v for k, v in before.items() if k not in settings
+    }
+    with pytest.raises(DatasetExistsError, match="fg_dir"):
+        make_dataset(dataclasses.replace(rel, fg_dir=str(tmp_path)), out)
+
+
 def test_non_dataset_directory_is_refused(shared_inputs, tmp_path):
     out = tmp_path / "photos"
     out.mkdir()
@@ -266,6 +319,17 @@ def test_truncated_jpeg_is_skipped_and_counted(inputs, tmp_path):
     assert "room4.jpg" not in names and len(names) == 5
     with pytest.raises(SourceError, match=r"--strict.*room4\.jpg"):
         make_dataset(inputs.config(strict=True), tmp_path / "strict")
+
+
+def test_no_usable_people_left_names_what_was_skipped_and_why(inputs, tmp_path):
+    # the error said only 'no usable backgrounds or foregrounds left after skipping unreadable files': the
+    # skipped files and their reasons are printed on success only, so the user was told nothing to fix
+    for p in inputs.fg_dir.iterdir():
+        rgba = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        rgba[..., 3] = 0
+        assert cv2.imwrite(str(p), rgba)
+    with pytest.raises(SourceError, match=r"no usable foregrounds.*person0\.png: alpha channel is empty"):
+        make_dataset(inputs.config(), tmp_path / "ds")
 
 
 def test_foreground_without_alpha(inputs, tmp_path):

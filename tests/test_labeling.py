@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from conftest import Inputs, write_inputs
@@ -234,6 +235,22 @@ def test_label_depth_clear_errors(plain, tmp_path):
     with pytest.raises(FileNotFoundError, match="no manifest"):
         label_depth(tmp_path, bert)
     assert read_manifest(ds)["depth"] is None  # nothing was touched
+
+
+@pytest.mark.parametrize(
+    "option, needle",
+    [(["--device", "tpu"], "not a device"), (["--device", "cuda"], "CUDA is not available"),
+     (["--engine", "spark"], "--engine")],
+)  # fmt: skip
+def test_label_depth_refuses_bad_device_and_engine(plain, ckpt, tmp_path, option, needle):
+    # --device tpu was a RuntimeError traceback, --device cuda on a machine without CUDA an AssertionError one,
+    # and an unknown --engine ran the local engine as if it had been asked for
+    if option[1] == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    ds = _copy(plain["webdataset"], tmp_path / "ds")
+    result = runner.invoke(app, ["label-depth", str(ds), "--teacher", str(ckpt["da"]), *option])
+    assert result.exit_code == 2 and needle in result.output, (result.output, result.exception)
+    assert read_manifest(ds)["depth"] is None and not (ds / schema.BG_DEPTH_DIR).exists()
 
 
 # --- downstream: relative depth is read, trained and evaluated as relative ---------------------------------

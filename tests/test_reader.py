@@ -192,6 +192,23 @@ def test_open_dataset_picks_the_reader(shard_dataset, folder_dataset):
         ShardDataset(shard_dataset, "training")
 
 
+@pytest.mark.parametrize("cut", ["header", "data"])
+def test_a_truncated_shard_is_an_error_naming_it(shard_dataset, tmp_path, cut):
+    # tarfile ends quietly at a cut header after the first member: the shard read as a shorter one (a sample
+    # without its meta.json included); a cut member raised tarfile.ReadError naming no file (a traceback in show)
+    import tarfile
+
+    src = shard_dataset / json.loads((shard_dataset / schema.MANIFEST_NAME).read_text())["units"][0]["path"]
+    with tarfile.open(src) as tar:
+        member = tar.getmembers()[6]  # the third member of the second sample
+    shard = tmp_path / src.name
+    at = member.offset if cut == "header" else member.offset_data + 10
+    shard.write_bytes(src.read_bytes()[:at])
+    with pytest.raises(codec.DecodeError, match=f"{shard}: truncated or corrupt tar"):
+        list(iter_tar(shard))
+    assert len(list(iter_tar(src))) > 2  # the whole shard reads
+
+
 @pytest.mark.parametrize("which", ["shard_dataset", "folder_dataset"])
 def test_random_samples(which, request):
     root = request.getfixturevalue(which)

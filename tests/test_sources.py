@@ -101,6 +101,19 @@ def test_foreground_without_alpha_is_accepted_with_a_mask_dir(inputs, tmp_path):
     assert [Path(s.path).name for s in loaded.skipped] == ["plain.png"]
 
 
+def test_an_empty_or_0_1_mask_is_skipped_naming_the_mask(inputs, tmp_path):
+    # a mask of 0/1 values (what many segmentation tools write) was skipped as the RGB image's 'alpha channel is
+    # empty': the wrong file, and nothing about the 0/255 the mask must hold
+    rgba = person_rgba(9)
+    imwrite_rgb(inputs.fg_dir / "plain.jpg", rgba[..., :3])
+    mask_dir = tmp_path / "masks"
+    mask_dir.mkdir()
+    cv2.imwrite(str(mask_dir / "plain.png"), (rgba[..., 3] > 127).astype(np.uint8))
+    loaded = sources.load_foregrounds(inputs.fg_dir, fg_mask_dir=mask_dir)
+    assert "plain.jpg" not in loaded.names
+    assert [(Path(s.path).name, "0/255" in s.reason) for s in loaded.skipped] == [("plain.png", True)]
+
+
 def test_fully_transparent_foreground_is_skipped(inputs):
     rgba = person_rgba(0)
     rgba[..., 3] = 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("transformers")
 
@@ -109,6 +110,30 @@ def test_bfloat16_on_cpu(checkpoints: dict[str, Path]) -> None:
     assert out[0].dtype == np.float32 and out[0].shape == SIZES[0] and np.isfinite(out[0]).all()
 
 
+@pytest.mark.parametrize("name", ["da", "da_metric", "dpt"])
+def test_half_precision_checkpoint_runs_in_float32(
+    checkpoints: dict[str, Path], tmp_path: Path, name: str
+) -> None:
+    # checkpoints are often saved in bfloat16 / float16, and transformers 5 loads them so: DPT then failed with a
+    # RuntimeError (float input, bfloat16 bias) and Depth Anything ran in bfloat16 while the manifest said float32
+    import shutil
+
+    import transformers
+
+    half = tmp_path / "half"
+    model = transformers.AutoModelForDepthEstimation.from_pretrained(str(checkpoints[name]))
+    # bfloat16, not float16: the calibrated heads of the tiny models overflow float16
+    model.to(torch.bfloat16).save_pretrained(str(half))
+    shutil.copy(checkpoints[name] / "preprocessor_config.json", half)
+    teacher = DepthTeacher.load(half)
+    assert next(teacher.model.parameters()).dtype == torch.float32  # weights stay fp32, as documented
+    assert teacher.info.dtype == "float32"
+    out = teacher.predict(_images()[:1])[0]
+    ref = DepthTeacher.load(checkpoints[name]).predict(_images()[:1])[0]
+    assert np.isfinite(out).all() and out.std() > 1e-3
+    np.testing.assert_allclose(out, ref, atol=0.03 * float(ref.max()))  # bfloat16-rounded weights
+
+
 def test_bad_images(checkpoints: dict[str, Path]) -> None:
     teacher = DepthTeacher.load(checkpoints["da"])
     with pytest.raises(ValueError, match="image 1"):
@@ -140,6 +165,51 @@ def test_not_a_depth_model(tmp_path: Path) -> None:
     ).save_pretrained(tmp_path)
     with pytest.raises(TeacherError, match="not a depth-estimation checkpoint.*'bert'"):
         DepthTeacher.load(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["weights cut short", "config a list", "processor cut short"])
+def test_a_damaged_checkpoint_is_a_teacher_error_naming_the_file(
+    checkpoints: dict[str, Path], tmp_path: Path, damage: str
+) -> None:
+    # a cut safetensors file was a SafetensorError traceback, a config.json holding a list an AttributeError, and a
+    # cut preprocessor_config.json a bare JSONDecodeError naming no file
+    import shutil
+
+    ckpt = shutil.copytree(checkpoints["dpt"], tmp_path / "ckpt")
+    if damage == "weights cut short":
+        name = "model.safetensors"
+        (ckpt / name).write_bytes((ckpt / name).read_bytes()[:1000])
+    elif damage == "config a list":
+        name = "config.json"
+        (ckpt / name).write_text("[1, 2]")
+    else:
+        name = "preprocessor_config.json"
+        (ckpt / name).write_text((ckpt / name).read_text()[:40])
+    with pytest.raises(TeacherError, match=str(ckpt)):
+        DepthTeacher.load(ckpt)
+
+
+def test_weights_of_another_model_are_refused(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    # Depth Anything's config with DPT's weights loaded with every layer newly initialised (a warning table on
+    # stderr) and labelled the dataset with random depth
+    import shutil
+
+    ckpt = shutil.copytree(checkpoints["da"], tmp_path / "ckpt")
+    shutil.copy(checkpoints["dpt"] / "model.safetensors", ckpt / "model.safetensors")
+    with pytest.raises(TeacherError, match=f"{ckpt}.*weights for .* missing"):
+        DepthTeacher.load(ckpt)
+    # the hub's DPT checkpoints lack the deepest fusion layer's residual_layer1, which is never used: they load
+    from safetensors.torch import load_file, save_file
+
+    dpt = shutil.copytree(checkpoints["dpt"], tmp_path / "dpt")
+    weights = load_file(dpt / "model.safetensors")
+    unused = [k for k in weights if "fusion_stage.layers.0.residual_layer1." in k]
+    assert unused
+    save_file(
+        {k: v for k, v in weights.items() if k not in unused}, dpt / "model.safetensors", {"format": "pt"}
+    )
+    out = DepthTeacher.load(dpt).predict(_images()[:1])[0]
+    np.testing.assert_array_equal(out, DepthTeacher.load(checkpoints["dpt"]).predict(_images()[:1])[0])
 
 
 def test_depth_model_type_with_other_head(checkpoints: dict[str, Path], tmp_path: Path) -> None:

@@ -75,11 +75,14 @@ def _progress(description: str, unit: str = "samples"):
 
 
 def _parse_range(text: str) -> tuple[float, float]:
-    parts = [float(x) for x in text.replace(",", ":").split(":")]
+    try:
+        parts = [float(x) for x in text.replace(",", ":").split(":")]
+    except ValueError:  # not a number: a usage error, not a traceback
+        parts = []
     if len(parts) == 1:
         return parts[0], parts[0]
     if len(parts) != 2:
-        raise typer.BadParameter(f"expected LO:HI, got {text!r}")
+        raise typer.BadParameter(f"expected LO:HI, got {text!r}", param_hint="--fg-height")
     return parts[0], parts[1]
 
 
@@ -181,7 +184,8 @@ def make_dataset_cmd(
     try:
         with _progress("make-dataset") as update:
             manifest = make_dataset(cfg, out, overwrite=overwrite, progress=update)
-    except (ValueError, DatasetExistsError, SourceError, FileNotFoundError, TeacherError) as err:
+    # OSError: --out a file, a read-only place, a full disk (its message names the path)
+    except (ValueError, DatasetExistsError, SourceError, OSError, TeacherError) as err:
         _fail(str(err))
     for line in summary_lines(manifest):
         typer.echo(line)
@@ -223,7 +227,7 @@ def label_depth_cmd(
                 overwrite_depth=overwrite_depth, device=_device(device), progress=update,
                 engine=engine, workers=workers, ray_address=ray_address,
             )  # fmt: skip
-    except (ValueError, FileNotFoundError, TeacherError) as err:
+    except (ValueError, OSError, TeacherError) as err:  # OSError: a read-only dataset, a full disk
         _fail(str(err))
     for line in summary_lines(manifest):
         typer.echo(line)
@@ -270,7 +274,10 @@ def show_cmd(
         grid = sample_grid(random_samples(data, n=n, selection=selection, seed=seed), unit=unit)
     except (FileNotFoundError, ValueError) as err:
         _fail(str(err))
-    save_png(out, grid)
+    try:
+        save_png(out, grid)
+    except OSError as err:  # a folder, a read-only place
+        _fail(f"cannot write {out}: {err.strerror or err}")
     typer.echo(f"wrote {out}")
 
 
@@ -371,10 +378,17 @@ def train_cmd(
 
 
 def _device(name: str) -> str:
+    """auto, or a torch device name; a usage error (not a traceback deep in a model) for one that cannot run."""
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(name).type
+    except RuntimeError:
+        _fail(f"--device {name!r} is not a device (auto, cpu, cuda, cuda:N)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        _fail(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
     return name
 
 

@@ -194,6 +194,10 @@ class FactoryConfig:
             (1 <= self.jpeg_quality <= 100, "--jpeg-quality must be in [1, 100]"),
             (self.limit is None or self.limit >= 1, "--limit must be >= 1"),
             (0 <= self.camouflage <= 1, f"--camouflage must be in [0, 1], got {self.camouflage}"),
+            (
+                0 < self.fg_height[0] <= self.fg_height[1],
+                f"--fg-height must be LO:HI with 0 < LO <= HI, got {self.fg_height[0]}:{self.fg_height[1]}",
+            ),
             (self.workers >= 1, "--workers must be >= 1"),
             (self.engine in ("local", "ray"), f"unknown --engine {self.engine!r}; valid: local, ray"),
             (self.teacher_batch >= 1, "--teacher-batch must be >= 1"),

@@ -407,8 +407,11 @@ def build_world(cfg: FactoryConfig, workers: int = 1) -> World:
                 "unreadable inputs (--strict): " + "; ".join(f"{s['path']}: {s['reason']}" for s in skipped)
             )
         if not bgs.items or not fgs.items:
+            # the skipped files are listed only after a finished run: name them here, or nothing says what to fix
             raise sources.SourceError(
-                "no usable backgrounds or foregrounds left after skipping unreadable files"
+                f"no usable {'backgrounds' if not bgs.items else 'foregrounds'} left after skipping: "
+                + "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:20])
+                + (" ..." if len(skipped) > 20 else "")
             )
         backgrounds, people = bgs.items, fgs.items
         bg_names, person_names = bgs.names, fgs.names
@@ -516,23 +519,38 @@ _OWNED = (
 )
 
 
+_PATH_SETTINGS = ("bg_dir", "fg_dir", "fg_mask_dir", "bg_depth_dir", "teacher")
+
+
+def _same_setting(key: str, previous: object, current: object) -> bool:
+    """Settings compare as recorded, folders as the folders they name (typed relative once, absolute the next)."""
+    if key in _PATH_SETTINGS and isinstance(previous, str) and isinstance(current, str):
+        return os.path.abspath(previous) == os.path.abspath(current)
+    return previous == current
+
+
 def _check_out_dir(root: Path, cfg: FactoryConfig, overwrite: bool) -> None:
     """Refuse to mix datasets: resume only a run with the same identity; --overwrite clears fgdepth's files only."""
     run_path = root / schema.RUN_NAME
     if not root.exists():
         return
     if overwrite:
-        for name in _OWNED:
-            p = root / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
+        _remove_owned(root)
         return
     if run_path.is_file():
         previous = json.loads(run_path.read_text()).get("config", {})
         current = cfg.identity()
-        diff = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        diff = sorted(
+            k for k in set(previous) | set(current) if not _same_setting(k, previous.get(k), current.get(k))
+        )
+        unstarted = not any(
+            (root / name).exists() for name in (schema.SOURCES_NAME, schema.MANIFEST_NAME, schema.UNIT_DIR)
+        )
+        if diff and unstarted:
+            # the run stopped before its world was stored (a wrong folder, people without alpha): no sample exists,
+            # so the corrected command starts afresh instead of being refused as another dataset
+            _remove_owned(root)
+            return
         if diff:
             details = ", ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in diff)
             raise DatasetExistsError(
@@ -543,6 +561,16 @@ def _check_out_dir(root: Path, cfg: FactoryConfig, overwrite: bool) -> None:
         raise DatasetExistsError(
             f"{root} is not empty and is not an fgdepth dataset; use another --out or --overwrite"
         )
+
+
+def _remove_owned(root: Path) -> None:
+    """Remove fgdepth's own files and folders from ``root`` (anything else stays)."""
+    for name in _OWNED:
+        p = root / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
 
 
 def make_dataset(

@@ -147,6 +147,8 @@ def label_depth(
 
     if mode not in MODES:
         raise ValueError(f"unknown teacher mode {mode!r}; valid: {', '.join(MODES)}")
+    if engine not in ("local", "ray"):
+        raise ValueError(f"unknown --engine {engine!r}; valid: local, ray")
     root = Path(root)
     manifest = read_manifest(root)
     T.check_checkpoint(teacher_path)

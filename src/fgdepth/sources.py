@@ -162,13 +162,14 @@ def load_foregrounds(
     if not paths:
         raise SourceError(f"{fg_dir}: no images ({', '.join(schema.IMAGE_SUFFIXES)})")
     out = Loaded()
-    images: list[tuple[Path, np.ndarray]] = []
+    images: list[tuple[Path, np.ndarray, Path | None]] = []  # (image, RGBA, the mask its alpha came from)
     no_alpha: list[str] = []
     for path in paths:
         img = _imread(path)
         if img is None:
             out.skipped.append(Skipped(str(path), "unreadable or corrupt image"))
             continue
+        mpath = None
         if img.shape[2] == 3:
             mpath = (
                 _find_by_stem(Path(fg_mask_dir), path.stem, schema.IMAGE_SUFFIXES) if fg_mask_dir else None
@@ -184,15 +185,19 @@ def load_foregrounds(
                 out.skipped.append(Skipped(str(mpath), f"mask {why}"))
                 continue
             img = np.dstack([img, mask])
-        images.append((path, img))
+        images.append((path, img, mpath))
     if no_alpha:
         raise SourceError(
             f"{fg_dir}: {len(no_alpha)} foreground(s) have no alpha channel and no matching mask"
             f"{' in ' + str(fg_mask_dir) if fg_mask_dir else ' (give --fg-mask-dir)'}: {', '.join(no_alpha[:20])}"
             f"{' ...' if len(no_alpha) > 20 else ''}"
         )
-    for path, rgba in images:
+    for path, rgba, mpath in images:
         fg = foreground_from_rgba(rgba, max_height)
+        if fg is None and mpath is not None:  # name the mask, and what it must hold (a 0/1 mask is common)
+            why = f"mask is empty (no pixel > 127; masks are 0/255, this one's largest value is {rgba[..., 3].max()})"
+            out.skipped.append(Skipped(str(mpath), why))
+            continue
         if fg is None:
             out.skipped.append(Skipped(str(path), "alpha channel is empty (no pixel with alpha > 0.5)"))
             continue

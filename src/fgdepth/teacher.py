@@ -47,6 +47,9 @@ _DTYPES = {
     "float16": torch.float16,
     "fp16": torch.float16,
 }
+# the deepest fusion layer has no skip input: its residual_layer1 is never used, and DPT checkpoints converted from
+# MiDaS (Intel/dpt-large, dpt-hybrid-midas) do not hold it
+_UNUSED_WEIGHTS = ("fusion_stage.layers.0.residual_layer1.",)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -178,9 +181,18 @@ class DepthTeacher:
         _check_depth_config(path)
         transformers = _import_transformers()
         try:
-            model = transformers.AutoModelForDepthEstimation.from_pretrained(str(path), local_files_only=True)
-        except (OSError, ValueError) as e:
+            model, loading = transformers.AutoModelForDepthEstimation.from_pretrained(
+                str(path), local_files_only=True, output_loading_info=True
+            )
+        except Exception as e:  # OSError, ValueError, safetensors' own error for a cut file, ...
             raise TeacherError(f"cannot load the depth model weights from {path}: {e}") from e
+        # transformers initialises missing weights at random with a warning: a teacher of random depth
+        missing = [k for k in loading.get("missing_keys") or [] if not any(u in k for u in _UNUSED_WEIGHTS)]
+        if missing:
+            raise TeacherError(
+                f"{path}: weights for {len(missing)} of the model's tensors are missing ({', '.join(sorted(missing)[:3])}"
+                f"{' ...' if len(missing) > 3 else ''}); are the weights those of another model?"
+            )
         prep = _read_preprocessor_config(path)
         return cls.from_model(model, prep, str(path), device, dtype, input_size, batch_size, depth_kind)
 
@@ -211,7 +223,9 @@ class DepthTeacher:
         multiple, keep_aspect = _input_geometry(config, prep)
         size = _round_to(input_size or prep.size, multiple)
         _allow_hybrid_size(model, size)
-        model = model.to(dev).eval()
+        # weights in float32 whatever the checkpoint was saved in: transformers 5 keeps a bfloat16 / float16
+        # checkpoint's dtype (DPT then refuses float inputs); lower precision is autocast's, per ``dtype``
+        model = model.to(device=dev, dtype=torch.float32).eval()
         metric = kind == "metric"
         info = TeacherInfo(
             path=path,
@@ -352,6 +366,8 @@ def _check_depth_config(path: Path) -> None:
         config = json.loads(config_file.read_text())
     except json.JSONDecodeError as e:
         raise TeacherError(f"{config_file} is not valid JSON: {e}") from e
+    if not isinstance(config, dict):
+        raise TeacherError(f"{config_file} is not a transformers config (a JSON object)")
     model_type = config.get("model_type")
     archs = config.get("architectures") or []
     transformers = _import_transformers()
@@ -382,7 +398,13 @@ def _read_preprocessor_config(path: Path) -> dict[str, Any]:
             f"{path} has no preprocessor_config.json: the image size and normalisation of the checkpoint are "
             "unknown; copy it from the model's hub page (it is part of every transformers depth checkpoint)"
         )
-    return json.loads(file.read_text())
+    try:
+        config = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise TeacherError(f"{file} is not valid JSON: {e}") from e
+    if not isinstance(config, dict):
+        raise TeacherError(f"{file} is not an image processor config (a JSON object)")
+    return config
 
 
 def _preprocess_from_dict(cfg: dict[str, Any]) -> _Preprocess:

@@ -167,7 +167,7 @@ def _load_background(root: Path, bg_id: str, scale: float) -> Background:
 
 def _load_person(root: Path, fg_id: str) -> Foreground:
     path = root / schema.FG_DIR / f"{fg_id}.png"
-    bgra = cv2.imdecode(np.frombuffer(codec.read_bytes(path), np.uint8), cv2.IMREAD_UNCHANGED)
+    bgra = codec.imdecode(codec.read_bytes(path), cv2.IMREAD_UNCHANGED)
     if bgra is None or bgra.ndim != 3 or bgra.shape[2] != 4:
         raise codec.DecodeError(f"{path}: expected an RGBA PNG")
     meta = json.loads((root / schema.FG_META_DIR / f"{fg_id}.json").read_text())

@@ -105,9 +105,14 @@ def uint16_to_depth(u16: np.ndarray, scale: float = schema.DEPTH_MM_PER_M) -> np
     return u16.astype(np.float32) / np.float32(scale)
 
 
+def imdecode(data: bytes, flags: int) -> np.ndarray | None:
+    """``cv2.imdecode``, None for undecodable bytes; an empty file (a crash, a full disk) too, where OpenCV raises."""
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flags) if len(data) else None
+
+
 def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """JPEG/PNG bytes -> (H, W, 3) uint8 RGB."""
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    arr = imdecode(data, cv2.IMREAD_COLOR)
     if arr is None:
         raise DecodeError(f"{name}: not a decodable image")
     return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
@@ -127,10 +132,9 @@ def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarra
 def decode_mask(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """PNG bytes -> (H, W) bool (pixels > 127; a 0/1 mask, as a bool array saved as uint8 is, pixels > 0). A colour
     mask counts a pixel by its brightest channel: red on black is grey 76, which the grey conversion lost."""
-    buf = np.frombuffer(data, np.uint8)
-    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)  # 8-bit grey (what fgdepth writes) needs nothing more
+    arr = imdecode(data, cv2.IMREAD_UNCHANGED)  # 8-bit grey (what fgdepth writes) needs nothing more
     if arr is not None and not (arr.ndim == 2 and arr.dtype == np.uint8):
-        arr = cv2.imdecode(buf, cv2.IMREAD_COLOR).max(axis=2)  # 8 bits, alpha dropped
+        arr = imdecode(data, cv2.IMREAD_COLOR).max(axis=2)  # 8 bits, alpha dropped
     if arr is None:
         raise DecodeError(f"{name}: not a decodable mask image")
     return arr > (0 if arr.max(initial=0) <= 1 else 127)
@@ -138,7 +142,7 @@ def decode_mask(data: bytes, name: str = "<bytes>") -> np.ndarray:
 
 def decode_uint16(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """uint16 PNG bytes -> (H, W) uint16; refuses 8-bit images, which would silently lose depth."""
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    arr = imdecode(data, cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise DecodeError(f"{name}: not a decodable PNG")
     if arr.dtype != np.uint16 or arr.ndim != 2:

@@ -29,11 +29,16 @@ def read_manifest(root: str | Path) -> dict:
     path = Path(root) / schema.MANIFEST_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no manifest; is {root} a finished fgdepth dataset?")
-    manifest = json.loads(path.read_text())
-    if manifest.get("schema_version") != schema.SCHEMA_VERSION:
-        raise ValueError(
-            f"{path}: schema version {manifest.get('schema_version')}, expected {schema.SCHEMA_VERSION}"
-        )
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:  # its own message names no file
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if version != schema.SCHEMA_VERSION:
+        raise ValueError(f"{path}: schema version {version}, expected {schema.SCHEMA_VERSION}")
+    missing = [key for key in ("format", "counts", "splits", "units") if key not in manifest]
+    if missing:
+        raise ValueError(f"{path}: no {', '.join(map(repr, missing))}; not a whole fgdepth manifest")
     return manifest
 
 
@@ -108,9 +113,17 @@ def _find_image(folder: Path, stem: str) -> Path | None:
 
 
 def decode_shard_sample(
-    files: dict[str, bytes], key: str, backgrounds: _BackgroundCache, scale: float
+    files: dict[str, bytes],
+    key: str,
+    backgrounds: _BackgroundCache,
+    scale: float,
+    shard: str | Path | None = None,
 ) -> NumpySample:
-    where = f"sample {key}"
+    """``shard``: the tar the sample came from, named in errors with the member."""
+    where = f"{shard}: {key}." if shard else f"sample {key} "
+    missing = [ext for ext in (schema.EXT_COMP, schema.EXT_MASK) if ext not in files]
+    if missing:
+        raise codec.DecodeError(f"{where}{missing[0]} missing")
     meta = json.loads(files[schema.EXT_META]) if schema.EXT_META in files else None
     bg_id = meta["bg_id"] if meta else schema.parse_stem(key)[0]
     depth = files.get(schema.EXT_DEPTH)
@@ -118,28 +131,37 @@ def decode_shard_sample(
         schema.KEY: key,
         schema.BACKGROUND: backgrounds(bg_id),
         schema.FOCAL: backgrounds.focal(bg_id),
-        schema.COMPOSITE: codec.decode_image(files[schema.EXT_COMP], f"{where} {schema.EXT_COMP}"),
-        schema.MASK: codec.decode_mask(files[schema.EXT_MASK], f"{where} {schema.EXT_MASK}"),
+        schema.COMPOSITE: codec.decode_image(files[schema.EXT_COMP], f"{where}{schema.EXT_COMP}"),
+        schema.MASK: codec.decode_mask(files[schema.EXT_MASK], f"{where}{schema.EXT_MASK}"),
         schema.DEPTH: None
         if depth is None
-        else codec.decode_depth(depth, scale, f"{where} {schema.EXT_DEPTH}"),
+        else codec.decode_depth(depth, scale, f"{where}{schema.EXT_DEPTH}"),
         "meta": meta,
     }
 
 
 def iter_tar(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) for each sample of a webdataset tar; the key ends at the first dot."""
+    """(key, {extension: bytes}) for each sample of a webdataset tar; the key ends at the first dot.
+
+    A tar cut short or damaged raises DecodeError naming it (once the samples before the damage are yielded)."""
     current, files = None, {}
-    with tarfile.open(path, "r") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            key, _, ext = member.name.rpartition("/")[2].partition(".")
-            if key != current and current is not None:
-                yield current, files
-                files = {}
-            current = key
-            files[ext] = tar.extractfile(member).read()
+    try:
+        with tarfile.open(path, "r") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                key, _, ext = member.name.rpartition("/")[2].partition(".")
+                if key != current and current is not None:
+                    yield current, files
+                    files = {}
+                current = key
+                files[ext] = tar.extractfile(member).read()
+            # tarfile ends quietly at a cut or broken header after the first one: a whole tar ends with a zero block
+            tar.fileobj.seek(tar.offset)
+            if tar.fileobj.read(tarfile.BLOCKSIZE) != bytes(tarfile.BLOCKSIZE):
+                raise tarfile.ReadError(f"no end-of-archive block at byte {tar.offset}")
+    except tarfile.ReadError as err:
+        raise codec.DecodeError(f"{path}: truncated or corrupt tar ({err})") from None
     if current is not None:
         yield current, files
 
@@ -228,7 +250,7 @@ class ShardDataset(IterableDataset):
                 for key, files in iter_tar(shard):
                     if quota is not None and n >= quota:
                         return
-                    yield decode_shard_sample(files, key, backgrounds, self.scale)
+                    yield decode_shard_sample(files, key, backgrounds, self.scale, shard)
                     n += 1
             if quota is None:
                 return
@@ -472,7 +494,7 @@ def random_samples(root: str | Path, n: int, selection: str = "all", seed: int =
     for shard in shards:
         entries = list(iter_tar(shard))
         take = rng.sample(entries, min(max(1, n // max(len(shards), 1) + 1), len(entries), n - len(out)))
-        out += [decode_shard_sample(files, key, backgrounds, ds.scale) for key, files in take]
+        out += [decode_shard_sample(files, key, backgrounds, ds.scale, shard) for key, files in take]
         if len(out) >= n:
             break
     return out

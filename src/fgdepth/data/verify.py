@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,7 @@ class Report:
 
 
 def _check_mask(data: bytes, where: str, problems: list[str]) -> None:
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    arr = codec.imdecode(data, cv2.IMREAD_UNCHANGED)
     if arr is None:
         problems.append(f"{where}: mask does not decode")
     elif arr.ndim != 2 or not np.isin(arr, (0, 255)).all():
@@ -45,20 +46,32 @@ def _check_depth(data: bytes, where: str, problems: list[str]) -> None:
 
 
 def _check_sample(
-    key: str, files: dict[str, bytes], has_depth: bool, deep: bool, problems: list[str]
+    key: str,
+    files: dict[str, bytes],
+    has_depth: bool,
+    deep: bool,
+    problems: list[str],
+    file_of: Callable[[str], str],
 ) -> None:
+    """``file_of(ext)`` names the file that holds (or should hold) a part: each problem names its file."""
     wanted = [schema.EXT_COMP, schema.EXT_MASK, schema.EXT_META] + ([schema.EXT_DEPTH] if has_depth else [])
     missing = [ext for ext in wanted if ext not in files]
     if missing:
-        problems.append(f"sample {key}: missing {', '.join(missing)}")
+        where = ", ".join(file_of(ext) for ext in missing)
+        problems.append(f"sample {key}: missing {', '.join(missing)} ({where})")
     if not deep:
         return
     if schema.EXT_MASK in files:
-        _check_mask(files[schema.EXT_MASK], f"sample {key}", problems)
+        _check_mask(files[schema.EXT_MASK], file_of(schema.EXT_MASK), problems)
     if has_depth and schema.EXT_DEPTH in files:
-        _check_depth(files[schema.EXT_DEPTH], f"sample {key} depth", problems)
-    if schema.EXT_COMP in files and cv2.imdecode(np.frombuffer(files[schema.EXT_COMP], np.uint8), 1) is None:
-        problems.append(f"sample {key}: composite does not decode")
+        _check_depth(files[schema.EXT_DEPTH], file_of(schema.EXT_DEPTH), problems)
+    if schema.EXT_COMP in files and codec.imdecode(files[schema.EXT_COMP], cv2.IMREAD_COLOR) is None:
+        problems.append(f"{file_of(schema.EXT_COMP)}: composite does not decode")
+    if schema.EXT_META in files:
+        try:
+            json.loads(files[schema.EXT_META])
+        except ValueError:
+            problems.append(f"{file_of(schema.EXT_META)}: metadata is not valid JSON")
 
 
 def verify_dataset(root: str | Path, deep: bool = True) -> Report:
@@ -72,7 +85,7 @@ def verify_dataset(root: str | Path, deep: bool = True) -> Report:
         return rep
     problems = rep.problems
     has_depth = manifest.get("depth") is not None
-    _verify_world(root, manifest, has_depth, problems)
+    _verify_world(root, manifest, has_depth, deep, problems)
     total = 0
     for unit in manifest["units"]:
         record_path = root / schema.UNIT_DIR / f"{unit['name']}.json"
@@ -83,25 +96,87 @@ def verify_dataset(root: str | Path, deep: bool = True) -> Report:
             if record is None:
                 problems.append(f"{record_path}: unit record missing (needed to verify folder checksums)")
                 continue
+            if len(record["keys"]) != unit["count"]:
+                problems.append(
+                    f"unit {unit['name']}: {len(record['keys'])} samples recorded, manifest says {unit['count']}"
+                )
             total += _verify_folder_unit(root, unit, record["keys"], has_depth, deep, problems)
     if total != manifest["counts"]["samples"]:
         problems.append(f"manifest counts {manifest['counts']['samples']} samples, found {total}")
     if manifest["format"] == "folders":
         _verify_folder_counts(root, manifest, has_depth, problems)
+    _verify_manifest_counts(root / schema.MANIFEST_NAME, manifest, problems)
     rep.checked_samples = total
     return rep
 
 
-def _verify_world(root: Path, manifest: dict, has_depth: bool, problems: list[str]) -> None:
+def _verify_manifest_counts(path: Path, manifest: dict, problems: list[str]) -> None:
+    """The manifest's counts against its own units and splits (what readers and summaries take them from)."""
+    counts = manifest["counts"]
+    by_group: dict[str, int] = {}
+    for unit in manifest["units"]:
+        by_group[unit["group"]] = by_group.get(unit["group"], 0) + unit["count"]
+    by_selection = {
+        name: sum(by_group.get(g, 0) for g in schema.selection_groups(name)) for name in schema.SELECTIONS
+    }
+    expected = {
+        "by_group": by_group,
+        "by_selection": by_selection,
+        "backgrounds": len(manifest["splits"]["backgrounds"]),
+        "people": len(manifest["splits"]["people"]),
+    }
+    for key, value in expected.items():
+        if counts.get(key) != value:
+            problems.append(f"{path}: counts.{key} is {counts.get(key)}, its units and splits give {value}")
+
+
+def _verify_world(root: Path, manifest: dict, has_depth: bool, deep: bool, problems: list[str]) -> None:
+    """The stored world: every background (and its depth) and person present; ``deep``: each decodes, at the
+    dataset's size (backgrounds) or its person's (masks). Readers, label-depth and a resumed run need them whole."""
+    if not (root / schema.SOURCES_NAME).is_file():
+        problems.append(f"{root / schema.SOURCES_NAME}: missing (the stored world's index)")
+    size = (manifest["size"], manifest["size"])
     for bg_id in manifest["splits"]["backgrounds"]:
-        if not (root / schema.BG_DIR / f"{bg_id}.png").is_file():
-            problems.append(f"{root / schema.BG_DIR / bg_id}.png: background missing")
-        if has_depth and not (root / schema.BG_DEPTH_DIR / f"{bg_id}.png").is_file():
-            problems.append(f"{root / schema.BG_DEPTH_DIR / bg_id}.png: background depth missing")
+        path = root / schema.BG_DIR / f"{bg_id}.png"
+        if not path.is_file():
+            problems.append(f"{path}: background missing")
+        elif deep:
+            _check_world_array(
+                path, "background", lambda d, p=path: codec.decode_image(d, str(p)), size, problems
+            )
+        path = root / schema.BG_DEPTH_DIR / f"{bg_id}.png"
+        if has_depth and not path.is_file():
+            problems.append(f"{path}: background depth missing")
+        elif has_depth and deep:
+            _check_world_array(
+                path, "depth", lambda d, p=path: codec.decode_uint16(d, str(p)), size, problems
+            )
     for fg_id in manifest["splits"]["people"]:
-        for sub in (schema.FG_DIR, schema.FG_MASK_DIR):
-            if not (root / sub / f"{fg_id}.png").is_file():
-                problems.append(f"{root / sub / fg_id}.png: foreground file missing")
+        image, mask = root / schema.FG_DIR / f"{fg_id}.png", root / schema.FG_MASK_DIR / f"{fg_id}.png"
+        for path in (image, mask, root / schema.FG_META_DIR / f"{fg_id}.json"):
+            if not path.is_file():
+                problems.append(f"{path}: foreground file missing")
+        if not (deep and image.is_file()):
+            continue
+        rgba = codec.imdecode(image.read_bytes(), cv2.IMREAD_UNCHANGED)
+        if rgba is None or rgba.ndim != 3 or rgba.shape[2] != 4:
+            problems.append(f"{image}: foreground is not an RGBA PNG")
+        elif mask.is_file():
+            _check_world_array(
+                mask, "mask", lambda d, p=mask: codec.decode_mask(d, str(p)), rgba.shape[:2], problems
+            )
+
+
+def _check_world_array(
+    path: Path, what: str, decode: Callable[[bytes], np.ndarray], size: tuple[int, int], problems: list[str]
+) -> None:
+    try:
+        arr = decode(path.read_bytes())
+    except codec.DecodeError as err:
+        problems.append(f"{err} ({what})")
+        return
+    if arr.shape[:2] != size:
+        problems.append(f"{path}: {what} is {arr.shape[1]}x{arr.shape[0]} px, expected {size[1]}x{size[0]}")
 
 
 def _verify_shard(root: Path, unit: dict, has_depth: bool, deep: bool, problems: list[str]) -> int:
@@ -115,10 +190,12 @@ def _verify_shard(root: Path, unit: dict, has_depth: bool, deep: bool, problems:
     count, keys = 0, []
     try:
         for key, files in iter_tar(path):
-            _check_sample(key, files, has_depth, deep, problems)
+            _check_sample(key, files, has_depth, deep, problems, lambda ext, k=key: f"{path}: {k}.{ext}")
             keys.append(key)
             count += 1
-    except Exception as err:  # a truncated tar raises tarfile.ReadError and others
+    except codec.DecodeError as err:  # a truncated or damaged tar (the message names it)
+        problems.append(str(err))
+    except Exception as err:  # anything else tarfile may raise
         problems.append(f"{path}: unreadable tar ({err})")
     if len(set(keys)) != len(keys):
         problems.append(f"{path}: duplicate sample keys")
@@ -132,23 +209,15 @@ def _verify_shard(root: Path, unit: dict, has_depth: bool, deep: bool, problems:
 def _verify_folder_unit(
     root: Path, unit: dict, keys: list[str], has_depth: bool, deep: bool, problems: list[str]
 ) -> int:
-    from fgdepth.factory import folder_unit_digest
+    from fgdepth.factory import _FOLDER_OF, folder_unit_digest
 
     found = 0
     for key in keys:
-        files = {}
-        for ext, folder, suffix in (
-            (schema.EXT_COMP, schema.COMP_DIR, ".jpg"),
-            (schema.EXT_MASK, schema.MASK_DIR, ".png"),
-            (schema.EXT_DEPTH, schema.DEPTH_DIR, ".png"),
-            (schema.EXT_META, schema.META_DIR, ".json"),
-        ):
-            p = root / folder / f"{key}{suffix}"
-            if p.is_file():
-                files[ext] = p.read_bytes()
+        paths = {ext: root / folder / f"{key}{suffix}" for ext, (folder, suffix) in _FOLDER_OF.items()}
+        files = {ext: p.read_bytes() for ext, p in paths.items() if p.is_file()}
         if files:
             found += 1
-        _check_sample(key, files, has_depth, deep, problems)
+        _check_sample(key, files, has_depth, deep, problems, lambda ext, paths=paths: str(paths[ext]))
     if folder_unit_digest(root, keys) != unit["sha256"]:
         problems.append(f"unit {unit['name']}: checksum mismatch (files missing, corrupt or modified)")
     return found
