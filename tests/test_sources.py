@@ -101,17 +101,27 @@ def test_foreground_without_alpha_is_accepted_with_a_mask_dir(inputs, tmp_path):
     assert [Path(s.path).name for s in loaded.skipped] == ["plain.png"]
 
 
-def test_an_empty_or_0_1_mask_is_skipped_naming_the_mask(inputs, tmp_path):
-    # a mask of 0/1 values (what many segmentation tools write) was skipped as the RGB image's 'alpha channel is
-    # empty': the wrong file, and nothing about the 0/255 the mask must hold
+def test_a_0_1_or_colour_mask_is_read_and_an_empty_one_named(inputs, tmp_path):
+    # masks as segmentation and annotation tools write them: 0/1 (was skipped as 'alpha channel is empty', naming
+    # the image) and red on black (read as grey 76: a person three quarters transparent); an empty mask is named
     rgba = person_rgba(9)
-    imwrite_rgb(inputs.fg_dir / "plain.jpg", rgba[..., :3])
+    person = rgba[..., 3] > 127
     mask_dir = tmp_path / "masks"
     mask_dir.mkdir()
-    cv2.imwrite(str(mask_dir / "plain.png"), (rgba[..., 3] > 127).astype(np.uint8))
+    for name in ("zero_one", "red", "empty"):
+        imwrite_rgb(inputs.fg_dir / f"{name}.jpg", rgba[..., :3])
+    cv2.imwrite(str(mask_dir / "zero_one.png"), person.astype(np.uint8))
+    cv2.imwrite(
+        str(mask_dir / "red.png"), np.dstack([np.zeros_like(person, np.uint8)] * 2 + [person * np.uint8(255)])
+    )
+    cv2.imwrite(str(mask_dir / "empty.png"), np.zeros(person.shape, np.uint8))
     loaded = sources.load_foregrounds(inputs.fg_dir, fg_mask_dir=mask_dir)
-    assert "plain.jpg" not in loaded.names
-    assert [(Path(s.path).name, "0/255" in s.reason) for s in loaded.skipped] == [("plain.png", True)]
+    assert {"zero_one.jpg", "red.jpg"} <= set(loaded.names)
+    assert "empty.jpg" not in loaded.names
+    assert [(Path(s.path).name, "0/255" in s.reason) for s in loaded.skipped] == [("empty.png", True)]
+    for name in ("zero_one.jpg", "red.jpg"):
+        alpha = loaded.items[loaded.names.index(name)].rgba[..., 3]
+        assert set(np.unique(alpha)) <= {0, 255}, name  # opaque where the mask says, as a 0/255 mask gives
 
 
 def test_fully_transparent_foreground_is_skipped(inputs):

@@ -91,7 +91,10 @@ def make_dataset_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Output dataset directory."),
     bg_dir: Path | None = typer.Option(None, help="Folder of backgrounds (any common image format)."),
     fg_dir: Path | None = typer.Option(None, help="Folder of RGBA foregrounds (PNG/WebP with alpha)."),
-    fg_mask_dir: Path | None = typer.Option(None, help="Masks <stem>.png for RGB foregrounds without alpha."),
+    fg_mask_dir: Path | None = typer.Option(
+        None,
+        help="Masks <stem>.png for RGB foregrounds without alpha: 0/255 (soft mattes kept), 0/1 or colour on black.",
+    ),
     bg_depth_dir: Path | None = typer.Option(
         None, help="Depth per background: <stem>.png uint16 mm or .npy m."
     ),

@@ -71,6 +71,18 @@ def _imread(path: Path) -> np.ndarray | None:
     return cv2.cvtColor(arr[..., :3], cv2.COLOR_BGR2RGB)
 
 
+def _read_matte(path: Path) -> np.ndarray | None:
+    """A person's mask -> (H, W) uint8 alpha, or None if unreadable. A soft matte keeps its values; a 0/1 mask (a
+    bool array saved as uint8, as many segmentation tools write) becomes 0/255, and a colour one (red on black, as
+    annotation tools write) counts a pixel by its brightest channel: grey would make red 76, a person three
+    quarters transparent."""
+    img = _imread(path)
+    if img is None:
+        return None
+    matte = img[..., :3].max(axis=2)
+    return matte * np.uint8(255) if matte.max(initial=0) == 1 else matte
+
+
 def resize_centre_crop(image: np.ndarray, size: int, interpolation: int | None = None) -> np.ndarray:
     """Scale so the short side is ``size``, then crop the centre square. image: (H, W[, C])."""
     h, w = image.shape[:2]
@@ -177,7 +189,7 @@ def load_foregrounds(
             if mpath is None:
                 no_alpha.append(path.name)
                 continue
-            mask = cv2.imread(str(mpath), cv2.IMREAD_GRAYSCALE)
+            mask = _read_matte(mpath)
             if mask is None or mask.shape != img.shape[:2]:
                 why = (
                     "unreadable" if mask is None else f"size {mask.shape} differs from image {img.shape[:2]}"
@@ -195,7 +207,7 @@ def load_foregrounds(
     for path, rgba, mpath in images:
         fg = foreground_from_rgba(rgba, max_height)
         if fg is None and mpath is not None:  # name the mask, and what it must hold (a 0/1 mask is common)
-            why = f"mask is empty (no pixel > 127; masks are 0/255, this one's largest value is {rgba[..., 3].max()})"
+            why = f"mask is empty (no pixel > 127; masks are 0/255 or 0/1, this one's largest value is {rgba[..., 3].max()})"
             out.skipped.append(Skipped(str(mpath), why))
             continue
         if fg is None:
