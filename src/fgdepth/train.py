@@ -369,8 +369,11 @@ class _DropLightningTips(logging.Filter):
 
 
 def quiet_lightning() -> None:
-    """Keep Lightning's noise out of the output: its tips, and the deprecation warning that its own pytree helper
-    raises under recent torch (Lightning's code, nothing a user can act on). Idempotent."""
+    """Keep Lightning's noise out of the output: its tips, the deprecation warning that its own pytree helper
+    raises under recent torch (Lightning's code, nothing a user can act on), and what it says on every --resume:
+    that the run's folders are not empty (fit refuses a new run there; a resumed run keeps its curves, see
+    set_aside_csv_log) and that a run stopped mid-epoch starts that epoch's batches again (random crops of a
+    reshuffled epoch: a few samples seen twice, nothing unreliable). Idempotent."""
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropLightningTips) for f in logger.filters):
@@ -378,6 +381,12 @@ def quiet_lightning() -> None:
     warnings.filterwarnings(
         "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
     )
+    for message in (
+        r"Experiment logs directory .* exists and is not empty",
+        r"Checkpoint directory .* exists and is not empty",
+        r"You're resuming from a checkpoint that ended before the epoch ended",
+    ):
+        warnings.filterwarnings("ignore", message=message)
 
 
 def _lightning():
