@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 from conftest import SIZE, imwrite_rgb, person_rgba, write_inputs
+from fgdepth.config import FactoryConfig
 from fgdepth.data import schema
 from fgdepth.data.reader import FolderDataset, ShardDataset, iter_tar
+from fgdepth.data.verify import verify_dataset
 from fgdepth.factory import (
     DatasetExistsError,
     Plan,
@@ -478,3 +480,34 @@ def test_camouflage_leaves_held_out_samples_alone_by_default(shard_dataset, shar
         assert ("camouflage" in meta) == training
         seen.add(training)
     assert seen == {True, False}
+
+
+def test_depth_none_leaves_the_procedural_worlds_depth_out(tmp_path):
+    # --depth none on the procedural world wrote its exact depth anyway, the manifest saying its source was "none"
+    from fgdepth.data.reader import OnTheFlyDataset
+
+    cfg = FactoryConfig(num_bg=4, num_fg=2, placements=1, size=32, depth="none", val_fraction=0.25)
+    manifest = make_dataset(cfg, tmp_path / "ds")
+    assert "depth" not in manifest or not manifest["depth"]
+    members = [
+        ext
+        for unit in manifest["units"]
+        for _, files in iter_tar(tmp_path / "ds" / unit["path"])
+        for ext in files
+    ]
+    assert members and schema.EXT_DEPTH not in members
+    for reader in (ShardDataset, OnTheFlyDataset):
+        sample = next(iter(reader(tmp_path / "ds", "train")))
+        assert not sample[schema.DEPTH_VALID].any(), reader.__name__
+    assert verify_dataset(tmp_path / "ds").ok
+
+
+def test_depth_settings_that_contradict_each_other_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="procedural world"):
+        FactoryConfig(depth="maps", bg_depth_dir=str(tmp_path)).validate()
+    both = FactoryConfig(bg_dir=str(tmp_path), fg_dir=str(tmp_path), bg_depth_dir=str(tmp_path), teacher="t")
+    with pytest.raises(ValueError, match="--depth maps or --depth teacher"):
+        both.validate()
+    FactoryConfig(
+        bg_dir="b", fg_dir="f", bg_depth_dir="d", teacher="t", depth="maps"
+    ).validate()  # said which

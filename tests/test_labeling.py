@@ -298,3 +298,16 @@ def test_label_depth_on_ray_matches_the_local_engine(plain, ckpt, tmp_path, mode
             assert np.abs(da - db).max() <= 1, k
     if mode == "background-once":
         assert local["units"] == on_ray["units"]
+
+
+@pytest.mark.parametrize("fmt", schema.FORMATS)
+def test_rerunning_make_dataset_keeps_the_labels_and_their_record(plain, small_inputs, ckpt, tmp_path, fmt):
+    # the same command again over a labelled dataset (a habit after a crash) kept the files but rewrote the
+    # manifest's depth block from its settings: source "none", the teacher and labelled_by gone
+    ds = _copy(plain[fmt], tmp_path / "ds")
+    labelled = label_depth(ds, ckpt["da"])["depth"]
+    members = _members(ds)
+    again = make_dataset(small_inputs.config(depth="none", format=fmt, shard_size=8), ds)["depth"]
+    assert again == labelled
+    assert _members(ds) == members
+    assert verify_dataset(ds).ok

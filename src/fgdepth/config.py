@@ -211,5 +211,14 @@ class FactoryConfig:
             raise ValueError("--depth synthetic is only for the procedural world")
         if self.resolved_depth() == "maps" and not self.bg_depth_dir:
             raise ValueError("--depth maps needs --bg-depth-dir")
+        if self.resolved_depth() == "maps" and self.synthetic:
+            raise ValueError(
+                "--depth maps (--bg-depth-dir) is for your own backgrounds, not the procedural world"
+            )
+        if self.depth == "auto" and self.bg_depth_dir and self.teacher:
+            # auto took the maps and ignored the teacher without a word
+            raise ValueError(
+                "both --bg-depth-dir and --teacher: say which depth to use, --depth maps or --depth teacher"
+            )
         if self.resolved_depth() == "teacher" and not self.teacher:
             raise ValueError("--depth teacher needs --teacher PATH (a local checkpoint directory)")

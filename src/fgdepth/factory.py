@@ -183,6 +183,10 @@ class Composer:
         b, person, flipped, k, p = self.placement(index)
         bg, fg = self.world.backgrounds[b], self.world.person(person, flipped)
         composed = C.compose(bg, fg, p, self.mode, self.premultiplied(person, flipped))
+        if (
+            self.world.depth_kind is None
+        ):  # --depth none: the procedural world keeps its depth to place people
+            composed.depth = None
         bg_id, pid = self.world.bg_ids[b], self.world.person_ids[person]
         meta = {
             "index": index,
@@ -393,7 +397,8 @@ def build_world(cfg: FactoryConfig, workers: int = 1) -> World:
         bg_names = [f"procedural room seed={cfg.seed} index={i}" for i in range(cfg.num_bg)]
         person_names = [f"procedural person seed={cfg.seed} index={i}" for i in range(cfg.num_fg)]
         skipped: list[dict] = []
-        depth_kind = "metric"
+        # the world's depth is exact; --depth none leaves it out (it was written regardless, its source "none")
+        depth_kind = None if cfg.resolved_depth() == "none" else "metric"
     else:
         from fgdepth import sources
 
@@ -620,8 +625,22 @@ def make_dataset(
         if progress:
             progress(done, total)
     manifest = build_manifest(cfg, world, plan, records)
+    _keep_depth_labels(root / schema.MANIFEST_NAME, manifest)
     codec.atomic_write_json(root / schema.MANIFEST_NAME, manifest)
     return manifest
+
+
+def _keep_depth_labels(path: Path, manifest: dict) -> None:
+    """A rerun over a dataset that ``fgdepth label-depth`` labelled keeps the manifest's word of it (its units and
+    labels are kept as they are): rebuilt from the settings, the depth block said source "none", no teacher."""
+    try:
+        previous = json.loads(path.read_text()).get("depth") or {}
+    except (OSError, ValueError, AttributeError):
+        return
+    if previous.get("labelled_by") and manifest.get("depth"):
+        for key in ("source", "teacher", "labelled_by"):
+            if key in previous:
+                manifest["depth"][key] = previous[key]
 
 
 def _run_units(root: Path, cfg: FactoryConfig, todo: list[Unit]) -> Iterator[dict]:
