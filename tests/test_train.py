@@ -517,6 +517,11 @@ def test_a_new_run_over_an_existing_one_is_refused_unless_overwrite(
     with pytest.raises(FileExistsError, match="already holds a training run .*checkpoints.*--resume last"):
         fit(_cfg(shard_dataset, out, max_steps=3))
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing touched
+    # a Trainer setting it cannot use (a typo, a missing package) is named before --overwrite removes anything
+    for bad in ({"accelerator": "tpu"}, {"strategy": "ddpp"}, {"precision": "8-mixed"}):
+        with pytest.raises(ValueError, match="cannot train with accelerator"):
+            fit(_cfg(shard_dataset, out, max_steps=3, overwrite=True, **bad))
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before, bad
     fit(_cfg(shard_dataset, out, max_steps=3, overwrite=True))
     assert json.loads((out / "metrics.json").read_text())["global_step"] == 3
     assert (out / "notes.txt").read_text() == "mine"  # only the run's own outputs were removed

@@ -831,6 +831,7 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
     from lightning.pytorch.utilities import rank_zero_only
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
     from fgdepth.model.checkpoint import save_model
 
@@ -851,6 +852,42 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     )
     for stage in ("val", "test"):  # an empty one raises now, not after the whole training
         dm.dataset(stage)
+    try:  # before the run folder is touched: an --accelerator, --strategy or --precision it cannot use
+        # (a typo, a missing package) must not cost an existing run (--overwrite) anything either
+        max_steps = cfg.max_steps if cfg.max_steps > 0 else -1
+        best = ModelCheckpoint(
+            dirpath=out / "checkpoints", filename="best", monitor=_MONITOR, mode="max", save_last=True
+        )
+        steps_per_epoch = max(1, n_train // cfg.batch_size)
+        trainer = pl.Trainer(
+            default_root_dir=str(out),
+            accelerator=cfg.accelerator,
+            devices=cfg.devices,
+            strategy=cfg.strategy,
+            num_nodes=cfg.num_nodes,
+            precision=_precision(cfg),
+            max_epochs=cfg.max_epochs,
+            max_steps=max_steps,
+            max_time={"minutes": cfg.max_minutes * (1 - _FINAL_VALIDATION_MARGIN / 2)}
+            if cfg.max_minutes
+            else None,
+            gradient_clip_val=cfg.grad_clip or None,
+            **_validation_cadence(cfg.val_every_steps, steps_per_epoch),
+            log_every_n_steps=cfg.log_every_steps,
+            callbacks=[best, LearningRateMonitor("step")],
+            logger=[
+                CSVLogger(str(out), name="logs", version=""),
+                TensorBoardLogger(str(out), name="tb", version=""),
+            ],
+            num_sanity_val_steps=0,
+            deterministic=False,
+            enable_model_summary=False,
+        )
+    except (MisconfigurationException, ImportError, ValueError, RuntimeError) as e:
+        raise ValueError(
+            f"cannot train with accelerator {cfg.accelerator!r}, devices {cfg.devices!r}, strategy "
+            f"{cfg.strategy!r}, precision {_precision(cfg)!r}: {e}"
+        ) from e
     if rank_zero_only.rank == 0:  # other ranks start once rank 0 may have written here already
         prepare_run_dir(out, resume=cfg.resume is not None, overwrite=cfg.overwrite)
     out.mkdir(parents=True, exist_ok=True)
@@ -860,35 +897,6 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     ckpt_path = _resume_path(cfg, out)
     if ckpt_path and rank_zero_only.rank == 0:  # the launcher's rank (RANK, LOCAL_RANK, SLURM_PROCID, ...)
         set_aside_csv_log(out / "logs")
-    max_steps = cfg.max_steps if cfg.max_steps > 0 else -1
-    best = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor=_MONITOR, mode="max", save_last=True
-    )
-    steps_per_epoch = max(1, n_train // cfg.batch_size)
-    trainer = pl.Trainer(
-        default_root_dir=str(out),
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        strategy=cfg.strategy,
-        num_nodes=cfg.num_nodes,
-        precision=_precision(cfg),
-        max_epochs=cfg.max_epochs,
-        max_steps=max_steps,
-        max_time={"minutes": cfg.max_minutes * (1 - _FINAL_VALIDATION_MARGIN / 2)}
-        if cfg.max_minutes
-        else None,
-        gradient_clip_val=cfg.grad_clip or None,
-        **_validation_cadence(cfg.val_every_steps, steps_per_epoch),
-        log_every_n_steps=cfg.log_every_steps,
-        callbacks=[best, LearningRateMonitor("step")],
-        logger=[
-            CSVLogger(str(out), name="logs", version=""),
-            TensorBoardLogger(str(out), name="tb", version=""),
-        ],
-        num_sanity_val_steps=0,
-        deterministic=False,
-        enable_model_summary=False,
-    )
     t0 = time.time()
     trainer.fit(
         module,
