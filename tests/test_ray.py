@@ -54,3 +54,32 @@ def test_ray_run_killed_then_resumed(shared_inputs, tmp_path):
     assert done < {u["name"] for u in manifest["units"]}
     make_dataset(cfg, tmp_path / "clean")
     assert_same_tree(out, tmp_path / "clean")
+
+
+def test_a_ray_address_without_a_cluster_is_a_clear_error(
+    shared_inputs, teacher_checkpoints, tmp_path, monkeypatch
+):
+    """Ray's ConnectionError (``--ray-address auto`` with no cluster running) was a traceback from make-dataset and
+    label-depth; it is an error naming --ray-address (exit 2)."""
+    from typer.testing import CliRunner
+
+    from fgdepth.cli import app
+
+    def no_cluster(*args, **kwargs):
+        raise ConnectionError("Could not find any running Ray instance.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", no_cluster)
+    inp = shared_inputs
+    folders = ["--bg-dir", str(inp.bg_dir), "--fg-dir", str(inp.fg_dir), "--size", "32", "--placements", "1"]
+    ray_args = ["--engine", "ray", "--ray-address", "auto"]
+    runner = CliRunner()
+    result = runner.invoke(app, ["make-dataset", "--out", str(tmp_path / "ds"), *folders, *ray_args])
+    assert result.exit_code == 2, result.output
+    assert "--ray-address auto: cannot connect to Ray" in result.output
+    result = runner.invoke(app, ["make-dataset", "--out", str(tmp_path / "ds"), *folders])  # resumed locally
+    assert result.exit_code == 0, result.output
+    teacher = ["--teacher", str(teacher_checkpoints["da"]), "--teacher-size", "28"]
+    result = runner.invoke(app, ["label-depth", str(tmp_path / "ds"), *teacher, *ray_args])
+    assert result.exit_code == 2, result.output
+    assert "--ray-address auto: cannot connect to Ray" in result.output

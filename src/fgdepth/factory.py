@@ -662,6 +662,24 @@ def _run_units(root: Path, cfg: FactoryConfig, todo: list[Unit]) -> Iterator[dic
         yield from pool.imap_unordered(_worker_unit, tasks)
 
 
+def init_ray(address: str | None, workers: int) -> None:
+    """Connect to the Ray cluster at ``address``, or start a local instance of ``workers`` CPUs (none if Ray is
+    already initialised). Ray's own errors for an address that holds no cluster (``auto`` without one, a bad
+    format) are ConnectionError / ValueError tracebacks naming no option: a ValueError naming ``--ray-address``."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    except (ConnectionError, ValueError) as err:
+        where = f"--ray-address {address}" if address else "a local Ray instance"
+        raise ValueError(f"{where}: cannot connect to Ray ({err})") from err
+
+
 def _run_units_ray(cfg: FactoryConfig, tasks: list) -> Iterator[dict]:
     """Units as Ray tasks (one per shard), results in completion order; the driver writes the records, so
     resume works as with the local engine. Every node must see ``out`` at the same path (a shared filesystem).
@@ -669,11 +687,7 @@ def _run_units_ray(cfg: FactoryConfig, tasks: list) -> Iterator[dict]:
     one."""
     import ray
 
-    if not ray.is_initialized():
-        if cfg.ray_address:
-            ray.init(address=cfg.ray_address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=cfg.workers, include_dashboard=False, log_to_driver=False)
+    init_ray(cfg.ray_address, cfg.workers)
     options: dict = {"num_cpus": 1, "max_retries": 2}
     if _per_composite(cfg) and ray.cluster_resources().get("GPU", 0) >= 1:
         options["num_gpus"] = 1

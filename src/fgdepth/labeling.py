@@ -213,13 +213,11 @@ def _label_units_ray(
     """Label ``units`` in Ray actors; yields each unit's marker as it completes."""
     import ray
 
+    from fgdepth.factory import init_ray
+
     if not units:
         return
-    if not ray.is_initialized():
-        if ray_address:
-            ray.init(address=ray_address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    init_ray(ray_address, workers)
     gpus = int(ray.cluster_resources().get("GPU", 0)) if mode == "per-composite" else 0
     n_actors = max(1, min(len(units), gpus or workers))
     options = {"num_gpus": 1} if gpus else {"num_cpus": 1}
