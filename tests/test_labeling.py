@@ -253,6 +253,27 @@ def test_label_depth_refuses_bad_device_and_engine(plain, ckpt, tmp_path, option
     assert read_manifest(ds)["depth"] is None and not (ds / schema.BG_DEPTH_DIR).exists()
 
 
+def test_label_depth_refuses_an_unknown_engine_or_no_workers(plain, ckpt, tmp_path, monkeypatch):
+    """--engine rayy labelled the whole dataset on the local engine, silently; --engine ray --workers 0 started a
+    Ray instance of no CPUs whose actors never ran (a hang). Both are errors naming the option, before any work."""
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("reached the Ray engine")
+
+    monkeypatch.setattr(labeling, "_label_units_ray", no_ray)
+    ds = _copy(plain["webdataset"], tmp_path / "ds")
+    teacher = ["--teacher", str(ckpt["da"]), "--teacher-size", "28"]
+    for extra, message in (
+        (["--engine", "rayy"], "unknown --engine 'rayy'; valid: local, ray"),
+        (["--engine", "ray", "--workers", "0"], "--workers must be >= 1, got 0"),
+    ):
+        result = runner.invoke(app, ["label-depth", str(ds), *teacher, *extra])
+        assert result.exit_code == 2 and message in result.output, result.output
+    assert (
+        read_manifest(ds)["depth"] is None and not (ds / schema.BG_DEPTH_DIR).exists()
+    )  # nothing was touched
+
+
 # --- downstream: relative depth is read, trained and evaluated as relative ---------------------------------
 
 

@@ -147,8 +147,10 @@ def label_depth(
 
     if mode not in MODES:
         raise ValueError(f"unknown teacher mode {mode!r}; valid: {', '.join(MODES)}")
-    if engine not in ("local", "ray"):
+    if engine not in ("local", "ray"):  # else any other name ran the local engine, silently
         raise ValueError(f"unknown --engine {engine!r}; valid: local, ray")
+    if workers < 1:  # a Ray instance of no CPUs never runs an actor: a hang
+        raise ValueError(f"--workers must be >= 1, got {workers}")
     root = Path(root)
     manifest = read_manifest(root)
     T.check_checkpoint(teacher_path)
