@@ -129,6 +129,31 @@ def test_make_dataset_with_teacher(small_inputs, ckpt, tmp_path, name, mode, fmt
         _check_contact_depth(tmp_path / "ds")
 
 
+def test_make_dataset_refuses_teacher_depth_for_geometry_placement(ckpt, tmp_path):
+    """--synthetic --depth teacher placed the procedural world's people by the teacher's relative disparity read as
+    metres (people three times the image's height, occlusion reversed); geometry placement with teacher depth is
+    refused before anything is written."""
+    args = [
+        "--synthetic",
+        "--num-bg",
+        "2",
+        "--num-fg",
+        "1",
+        "--size",
+        "32",
+        "--placements",
+        "1",
+        "--workers",
+        "1",
+    ]
+    teacher = ["--depth", "teacher", "--teacher", str(ckpt["da"]), "--teacher-size", "28"]
+    result = runner.invoke(app, ["make-dataset", "-o", str(tmp_path / "ds"), *args, *teacher])
+    assert result.exit_code == 2 and "--depth teacher with --placement geometry" in result.output, (
+        result.output
+    )
+    assert not (tmp_path / "ds").exists()
+
+
 def test_make_dataset_checks_the_teacher_before_writing(small_inputs, tmp_path):
     cfg = small_inputs.config(depth="teacher", teacher=str(tmp_path / "nope"))
     with pytest.raises(TeacherError, match="does not exist"):

@@ -222,3 +222,10 @@ class FactoryConfig:
             )
         if self.resolved_depth() == "teacher" and not self.teacher:
             raise ValueError("--depth teacher needs --teacher PATH (a local checkpoint directory)")
+        if self.resolved_depth() == "teacher" and self.resolved_placement() == "geometry":
+            # geometry placement sizes and hides people by the backgrounds' depth in metres; a teacher's labels
+            # replace it before placement (relative disparity: people several times the image's height)
+            raise ValueError(
+                "--depth teacher with --placement geometry: people are placed by the procedural world's exact "
+                "depth, which the teacher's labels would replace; use --placement random, or keep the world's depth"
+            )
