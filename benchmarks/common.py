@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import platform
 
 import torch
@@ -12,3 +13,20 @@ def describe_device(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(device)
     return f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+
+
+def count(text: str) -> int:
+    """argparse type of a count or a size (samples, steps, repeats, batch, pixels): a whole number >= 1. Zero or a
+    negative one ended in a ZeroDivisionError, IndexError or islice traceback far from the option."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def counts(text: str) -> list[int]:
+    """argparse type of a comma-separated list of counts (``--workers 1,2``)."""
+    return [count(part) for part in text.split(",")]

@@ -18,6 +18,7 @@ import itertools
 import numpy as np
 import torch
 import torch.nn.functional as F
+from common import count
 
 from fgdepth.evaluate import iter_samples
 from fgdepth.losses import resize_depth
@@ -45,7 +46,7 @@ def diagnostic_parser(description: str) -> argparse.ArgumentParser:
     ap.add_argument("checkpoint")
     ap.add_argument("data")
     ap.add_argument("--selection", default="test")
-    ap.add_argument("--limit", type=int, default=1000)
+    ap.add_argument("--limit", type=count, default=1000)
     return ap
 
 
@@ -75,7 +76,7 @@ def checkpoint_outputs(checkpoint: str, samples: list[dict]) -> list[tuple[np.nd
 def main() -> None:
     ap = diagnostic_parser(__doc__.splitlines()[0])
     ap.add_argument(
-        "--grid", type=int, default=48, help="the depth output's side (tiny's branch: 48 at 160 px)"
+        "--grid", type=count, default=48, help="the depth output's side (tiny's branch: 48 at 160 px)"
     )
     args = ap.parse_args()
     samples, preds = samples_and_outputs(args, need_depth=True)

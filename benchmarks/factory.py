@@ -39,6 +39,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from common import count, counts
 
 from fgdepth.config import FactoryConfig
 from fgdepth.data import codec, schema
@@ -229,19 +230,19 @@ def profile_unit(root: Path, cfg: FactoryConfig, top: int = 18) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--samples", type=int, default=8000)
-    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--samples", type=count, default=8000)
+    ap.add_argument("--workers", type=counts, default=[1, 2])
     ap.add_argument("--engines", default="local,ray", help="local and/or ray (ray skipped if not installed)")
     ap.add_argument("--format", default="webdataset", choices=("webdataset", "folders", "both"))
-    ap.add_argument("--backgrounds", type=int, default=20)
-    ap.add_argument("--people", type=int, default=20)
+    ap.add_argument("--backgrounds", type=count, default=20)
+    ap.add_argument("--people", type=count, default=20)
     ap.add_argument("--inputs", default="folders,procedural", help="folders and/or procedural")
     ap.add_argument("--profile", action="store_true", help="cProfile write_unit on one shard")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--tmp", type=Path, help="scratch directory (default: a temporary one)")
     args = ap.parse_args()
     formats = ["webdataset", "folders"] if args.format == "both" else [args.format]
-    workers = [int(w) for w in args.workers.split(",")]
+    workers = args.workers
     kinds = args.inputs.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="fgdepth-bench-", dir=args.tmp))
     try:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from common import describe_device
+from common import count, describe_device
 
 from fgdepth.model import count_parameters, create_model
 
@@ -128,9 +128,9 @@ def bench_register(size: int, repeats: int) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", action="append", default=None, help="repeatable; default: tiny, small")
-    ap.add_argument("--size", type=int, default=192)
-    ap.add_argument("--batch", type=int, action="append", default=None, help="repeatable; default: 1, 16")
-    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--size", type=count, default=192)
+    ap.add_argument("--batch", type=count, action="append", default=None, help="repeatable; default: 1, 16")
+    ap.add_argument("--repeats", type=count, default=20)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--json", default=None)
     ap.add_argument(

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from common import count
 
 from fgdepth.evaluate import evaluate
 
@@ -76,8 +77,8 @@ def main() -> None:
     ap.add_argument("checkpoint")
     ap.add_argument("data", type=Path)
     ap.add_argument("--out", type=Path, default=None, help="keep the folders here (default: a temporary one)")
-    ap.add_argument("--samples", type=int, default=200)
-    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--samples", type=count, default=200)
+    ap.add_argument("--size", type=count, default=224)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

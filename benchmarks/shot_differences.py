@@ -23,6 +23,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 import torch
+from common import count
 from mask_errors import iou
 
 from fgdepth.baseline import difference_mask
@@ -94,7 +95,7 @@ def main() -> None:
     ap.add_argument("checkpoint")
     ap.add_argument("data")
     ap.add_argument("--selection", default="test")
-    ap.add_argument("--limit", type=int, default=1000)
+    ap.add_argument("--limit", type=count, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", default=None, help="only the changes whose name contains this text")
     args = ap.parse_args()

@@ -19,6 +19,8 @@ import os
 import resource
 import time
 
+from common import count, counts
+
 from fgdepth import factory
 from fgdepth.config import FactoryConfig
 
@@ -44,14 +46,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rooms", type=int, default=100)
     ap.add_argument("--people", type=int, default=100)
-    ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    ap.add_argument("--size", type=count, default=224)
+    ap.add_argument("--workers", type=counts, default=[1, 2], help="comma-separated worker counts")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args()
 
     results = []
-    for workers in [int(w) for w in args.workers.split(",")]:
+    for workers in args.workers:
         load = os.getloadavg()[0]
         t_rooms, c_rooms = _time(args.rooms, 0, args.size, workers, args.seed)
         t_people, c_people = _time(0, args.people, args.size, workers, args.seed)

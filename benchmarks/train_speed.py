@@ -21,7 +21,7 @@ import json
 import time
 
 import torch
-from common import describe_device
+from common import count, describe_device
 
 from fgdepth.data import schema
 from fgdepth.losses import MultiTaskLoss
@@ -107,8 +107,8 @@ def images_per_second(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", action="append", help="preset:size:batch (repeatable)", default=None)
-    ap.add_argument("--steps", type=int, default=3, help="steps per timed repeat")
-    ap.add_argument("--repeats", type=int, default=3, help="timed repeats; the best is kept")
+    ap.add_argument("--steps", type=count, default=3, help="steps per timed repeat")
+    ap.add_argument("--repeats", type=count, default=3, help="timed repeats; the best is kept")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument(
         "--modes",
@@ -118,7 +118,7 @@ def main() -> None:
     )
     ap.add_argument("--json", default=None, help="write the rows to this JSON file")
     ap.add_argument(
-        "--view-size", type=int, default=None, help="depth branch's view (default: the case's size)"
+        "--view-size", type=count, default=None, help="depth branch's view (default: the case's size)"
     )
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     args = ap.parse_args()

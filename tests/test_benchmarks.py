@@ -1,0 +1,45 @@
+"""The benchmark scripts' command lines: a wrong argument is a usage error naming it, not a traceback."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_script(name: str, argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    """Run ``benchmarks/NAME.py ARGV`` as ``python`` would (in this process); return its exit status."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.setattr(sys, "argv", [f"{name}.py", *argv])
+    try:
+        runpy.run_path(str(BENCHMARKS / f"{name}.py"), run_name="__main__")
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 1
+    return 0
+
+
+@pytest.mark.parametrize(
+    "name, argv, option",
+    [
+        ("train_speed", ["--steps", "0"], "--steps"),
+        ("inference", ["--batch", "0"], "--batch"),
+        ("inference", ["--size", "-3"], "--size"),
+        ("factory", ["--backgrounds", "0"], "--backgrounds"),
+        ("factory", ["--workers", "1,x"], "--workers"),
+        ("synth_speed", ["--workers", "a"], "--workers"),
+        ("depth_errors", ["CKPT", "DATA", "--limit", "0"], "--limit"),
+        ("mask_errors", ["CKPT", "DATA", "--limit", "-2"], "--limit"),
+        ("shot_differences", ["CKPT", "DATA", "--limit", "0"], "--limit"),
+        ("pasted_composites", ["CKPT", "DATA", "--samples", "0"], "--samples"),
+    ],
+)
+def test_a_count_below_one_is_a_usage_error(name, argv, option, monkeypatch, capsys):
+    """Zero or negative counts (and worker lists that are not numbers) ended in ZeroDivisionError, IndexError,
+    islice's ValueError or int()'s ValueError tracebacks, some after minutes of work; argparse refuses them."""
+    assert run_script(name, argv, monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and "Traceback" not in err, err
