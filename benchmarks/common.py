@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
+from collections.abc import Callable
 
 import torch
 
@@ -30,3 +32,13 @@ def count(text: str) -> int:
 def counts(text: str) -> list[int]:
     """argparse type of a comma-separated list of counts (``--workers 1,2``)."""
     return [count(part) for part in text.split(",")]
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run a benchmark's ``main``: an argument the library refuses (a missing checkpoint or dataset, an unknown preset
+    or selection) ends in one line naming it, exit status 2, as the ``fgdepth`` commands do, not a traceback."""
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -18,7 +18,7 @@ import itertools
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import count
+from common import count, run
 
 from fgdepth.evaluate import iter_samples
 from fgdepth.losses import resize_depth
@@ -131,4 +131,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

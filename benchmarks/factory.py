@@ -39,7 +39,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from common import count, counts
+from common import count, counts, run
 
 from fgdepth.config import FactoryConfig
 from fgdepth.data import codec, schema
@@ -320,4 +320,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

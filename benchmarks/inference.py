@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from common import count, describe_device
+from common import count, describe_device, run
 
 from fgdepth.model import count_parameters, create_model
 
@@ -166,4 +166,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -15,6 +15,7 @@ import itertools
 
 import numpy as np
 import torch
+from common import run
 from depth_errors import diagnostic_parser, samples_and_outputs
 
 from fgdepth.losses import boundary_band, grow_mask
@@ -65,4 +66,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from common import count
+from common import count, run
 
 from fgdepth.evaluate import evaluate
 
@@ -97,4 +97,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 import torch
-from common import count
+from common import count, run
 from mask_errors import iou
 
 from fgdepth.baseline import difference_mask
@@ -138,4 +138,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -19,7 +19,7 @@ import os
 import resource
 import time
 
-from common import count, counts
+from common import count, counts, run
 
 from fgdepth import factory
 from fgdepth.config import FactoryConfig
@@ -83,4 +83,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -21,7 +21,7 @@ import json
 import time
 
 import torch
-from common import count, describe_device
+from common import count, describe_device, run
 
 from fgdepth.data import schema
 from fgdepth.losses import MultiTaskLoss
@@ -104,9 +104,21 @@ def images_per_second(
     return batch / best, count_parameters(model)
 
 
+def parse_case(text: str) -> str:
+    """argparse type of ``--case``: ``preset:size:batch`` with size and batch counts (else a tuple-unpacking
+    ValueError naming no option)."""
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected preset:size:batch, got {text!r}")
+    count(parts[1]), count(parts[2])
+    return text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--case", action="append", help="preset:size:batch (repeatable)", default=None)
+    ap.add_argument(
+        "--case", type=parse_case, action="append", help="preset:size:batch (repeatable)", default=None
+    )
     ap.add_argument("--steps", type=count, default=3, help="steps per timed repeat")
     ap.add_argument("--repeats", type=count, default=3, help="timed repeats; the best is kept")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -175,4 +187,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

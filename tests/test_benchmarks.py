@@ -43,3 +43,30 @@ def test_a_count_below_one_is_a_usage_error(name, argv, option, monkeypatch, cap
     assert run_script(name, argv, monkeypatch) == 2
     err = capsys.readouterr().err
     assert f"argument {option}" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "name, argv, message",
+    [
+        ("depth_errors", ["model.ckpt", "{missing}"], "{missing}"),
+        ("mask_errors", ["model.ckpt", "{missing}"], "{missing}"),
+        ("shot_differences", ["model.ckpt", "{missing}"], "{missing}"),
+        ("pasted_composites", ["model.ckpt", "{missing}"], "{missing}"),
+        ("train_speed", ["--case", "nope:32:2", "--steps", "1", "--repeats", "1"], "unknown model 'nope'"),
+        ("train_speed", ["--case", "tiny:32"], "argument --case: expected preset:size:batch"),
+        ("inference", ["--preset", "nope", "--size", "32", "--batch", "1"], "unknown model 'nope'"),
+        (
+            "factory",
+            ["--samples", "8", "--engines", "lcal", "--inputs", "procedural"],
+            "unknown --engine 'lcal'",
+        ),
+    ],
+)
+def test_a_wrong_argument_is_one_line_not_a_traceback(name, argv, message, monkeypatch, capsys, tmp_path):
+    """A missing dataset, an unknown preset or a malformed --case ended in a traceback (FileNotFoundError,
+    ValueError, a tuple-unpacking error naming no option); each is one line naming it (exit 2)."""
+    missing = str(tmp_path / "missing")
+    argv = [a.format(missing=missing) for a in argv]
+    assert run_script(name, argv, monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert message.format(missing=missing) in err and "Traceback" not in err, err
