@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from common import count, run
 
-from fgdepth.evaluate import iter_samples
+from fgdepth.evaluate import dataset_info, iter_samples
 from fgdepth.losses import resize_depth
 from fgdepth.predict import Predictor
 
@@ -79,6 +79,9 @@ def main() -> None:
         "--grid", type=count, default=48, help="the depth output's side (tiny's branch: 48 at 160 px)"
     )
     args = ap.parse_args()
+    kind = dataset_info(args.data)["depth_kind"]
+    if kind != "metric":  # else no samples (an IndexError) or figures in metres of relative disparity
+        raise ValueError(f"depth_errors.py needs a dataset with metric depth; {args.data} has {kind}")
     samples, preds = samples_and_outputs(args, need_depth=True)
     rows: dict[str, list[float]] = {k: [] for k in ("all", "room", "people", "scale_known", "people_own_scale",
                                                     "grid_room", "grid_people")}  # fmt: skip

@@ -70,3 +70,28 @@ def test_a_wrong_argument_is_one_line_not_a_traceback(name, argv, message, monke
     assert run_script(name, argv, monkeypatch) == 2
     err = capsys.readouterr().err
     assert message.format(missing=missing) in err and "Traceback" not in err, err
+
+
+def test_depth_errors_needs_metric_depth(
+    shared_inputs, shard_dataset, model_file, monkeypatch, capsys, tmp_path
+):
+    """depth_errors.py on a dataset without depth ended in an IndexError traceback, and on relative (teacher) depth
+    printed metric figures (metres, delta1 of disparity against depth) as if they meant something; both are one
+    line saying it needs metric depth."""
+    import json
+    import shutil
+
+    from fgdepth.data import schema
+    from fgdepth.factory import make_dataset
+
+    plain = tmp_path / "plain"
+    make_dataset(shared_inputs.config(depth="none", placements=1), plain)
+    relative = shutil.copytree(shard_dataset, tmp_path / "relative")
+    manifest = json.loads((relative / schema.MANIFEST_NAME).read_text())
+    manifest["depth"]["kind"] = "relative"
+    (relative / schema.MANIFEST_NAME).write_text(json.dumps(manifest))
+    for data, kind in ((plain, "none"), (relative, "relative")):
+        argv = [str(model_file), str(data), "--selection", "all", "--limit", "2"]
+        assert run_script("depth_errors", argv, monkeypatch) == 2
+        err = capsys.readouterr().err
+        assert f"needs a dataset with metric depth; {data} has {kind}" in err and "Traceback" not in err, err
