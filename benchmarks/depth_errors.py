@@ -60,6 +60,8 @@ def samples_and_outputs(
         for s in itertools.islice(iter_samples(args.data, args.selection), args.limit)
         if not need_depth or s["depth"] is not None
     ]
+    if not samples:  # else an IndexError at samples[0]
+        raise ValueError(f"{args.data}: no samples in the selection {args.selection!r}")
     return samples, checkpoint_outputs(args.checkpoint, samples)
 
 

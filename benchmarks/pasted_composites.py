@@ -36,6 +36,8 @@ def paste_folder(data: Path, out: Path, mode: str, samples: int, size: int, seed
     splits = json.loads((data / "manifest.json").read_text())["splits"]
     rooms = sorted(k for k, v in splits["backgrounds"].items() if v == "test")
     people = sorted(k for k, v in splits["people"].items() if v == "test")
+    if not rooms or not people:  # else numpy's "high <= 0" drawing from an empty list
+        raise ValueError(f"{data}: no test rooms or no test people to paste")
     for name in ("bg", "bg_fg", "bg_fg_mask"):
         (out / name).mkdir(parents=True, exist_ok=True)
     jpeg = [cv2.IMWRITE_JPEG_QUALITY, 90]

@@ -101,6 +101,8 @@ def main() -> None:
     args = ap.parse_args()
 
     samples = list(itertools.islice(iter_samples(args.data, args.selection), args.limit))
+    if not samples:  # else an IndexError at samples[0]
+        raise ValueError(f"{args.data}: no samples in the selection {args.selection!r}")
     predictor = Predictor.load(args.checkpoint, default_size=samples[0]["composite"].shape[0])
     truth = [s["mask"].astype(bool) for s in samples]
     # the outline band depends on the truth only: once per sample, not per change and scorer

@@ -95,3 +95,20 @@ def test_depth_errors_needs_metric_depth(
         assert run_script("depth_errors", argv, monkeypatch) == 2
         err = capsys.readouterr().err
         assert f"needs a dataset with metric depth; {data} has {kind}" in err and "Traceback" not in err, err
+
+
+def test_an_empty_selection_is_named(shared_inputs, model_file, monkeypatch, capsys, tmp_path):
+    """A selection with no samples (a world whose one person is all training: no val, no test) ended in IndexError
+    tracebacks (depth_errors, mask_errors, shot_differences) or numpy's "high <= 0" (pasted_composites, no test
+    rooms or people); each names the dataset and what it lacks."""
+    from fgdepth.factory import make_dataset
+
+    data = tmp_path / "ds"
+    make_dataset(shared_inputs.config(placements=1, val_fraction=0.0, test_fraction=0.0), data)
+    for name in ("depth_errors", "mask_errors", "shot_differences"):
+        assert run_script(name, [str(model_file), str(data), "--selection", "test"], monkeypatch) == 2
+        err = capsys.readouterr().err
+        assert f"{data}: no samples in the selection 'test'" in err and "Traceback" not in err, (name, err)
+    assert run_script("pasted_composites", [str(model_file), str(data), "--samples", "2"], monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert f"{data}: no test rooms or no test people to paste" in err, err
