@@ -336,3 +336,18 @@ def test_foreign_background_of_another_size_is_fitted_and_a_mismatched_mask_is_n
         ValueError, match=r"room_a_00.png: size 40x30 differs from its composite room_a_00.jpg's 80x60"
     ):
         FolderDataset(root).load_numpy(0)
+
+
+def test_on_the_fly_on_a_folder_without_a_stored_world_says_what_it_needs(folder_dataset, tmp_path):
+    """OnTheFlyDataset (fgdepth train --source on-the-fly) on anyone's reference-layout folder failed with
+    "[Errno 2] No such file or directory: .../run.json", not saying that on-the-fly composition needs a dataset
+    made by fgdepth make-dataset; the error names the folder, the source and what to do."""
+    import shutil
+
+    foreign = tmp_path / "foreign"
+    for sub in (schema.BG_DIR, schema.COMP_DIR, schema.MASK_DIR):
+        shutil.copytree(folder_dataset / sub, foreign / sub)
+    with pytest.raises(
+        FileNotFoundError, match="on-the-fly composition needs a dataset made by fgdepth make-dataset"
+    ):
+        OnTheFlyDataset(foreign, "train")

@@ -430,6 +430,12 @@ class OnTheFlyDataset(Dataset):
         from fgdepth.world import load_world
 
         self.root = Path(root)
+        if not (self.root / schema.RUN_NAME).is_file() or not (self.root / schema.SOURCES_NAME).is_file():
+            # anyone's reference-layout folder has samples but no stored world: there is nothing to compose from
+            raise FileNotFoundError(
+                f"{self.root}: no {schema.RUN_NAME} / {schema.SOURCES_NAME}; on-the-fly composition needs a dataset "
+                "made by fgdepth make-dataset (its stored world); read this folder with --source memory or folders"
+            )
         run = json.loads((self.root / schema.RUN_NAME).read_text())
         cfg = from_dict(FactoryConfig, {**run["config"], **(config_overrides or {})})
         cfg.limit = (config_overrides or {}).get("limit")  # the full plan unless asked for a subset
