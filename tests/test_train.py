@@ -90,6 +90,36 @@ def test_resume_continues_the_step_count_and_the_optimiser_state(shard_dataset: 
     assert not list((out / "logs").glob("metrics.part*.csv"))
 
 
+def test_a_resumed_run_takes_its_epoch_up_where_it_stopped(
+    shard_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a RandomSampler, reseeded with the run, began the first epoch's order again on --resume: its first batches
+    # were trained twice and its last ones never
+    import fgdepth.train as T
+    from fgdepth.data import schema
+
+    trained: list[tuple[str, ...]] = []
+
+    def recording_collate(samples):  # training fetches with gradients on, validation under inference mode
+        batch = collate(samples)
+        if torch.is_grad_enabled():
+            trained.append(tuple(batch[schema.KEY]))
+        return batch
+
+    collate = T.collate
+    monkeypatch.setattr(T, "collate", recording_collate)
+    kw = {"source": "memory", "val_every_steps": 1000}
+    steps_per_epoch = len(T.FgDataModule(_cfg(shard_dataset, tmp_path / "x", **kw)).dataset("train")) // 4
+    total = steps_per_epoch + 4  # into the second epoch
+    fit(_cfg(shard_dataset, tmp_path / "whole", max_steps=total, **kw))
+    whole, trained[:] = list(trained), []
+    # stopped mid-epoch twice (each stop ends an epoch in Lightning's own count), then to the end
+    for i, stop in enumerate((steps_per_epoch // 2, steps_per_epoch + 1, total)):
+        fit(_cfg(shard_dataset, tmp_path / "r", max_steps=stop, resume="last" if i else None, **kw))
+    assert len(whole) == total and len(set(whole[:steps_per_epoch])) == steps_per_epoch
+    assert trained == whole
+
+
 def test_loss_stays_finite_under_bf16_autocast() -> None:
     """Regression: SSIM's variances cancelled in bf16 and produced NaN gradients within ~10 steps."""
     from fgdepth.losses import MultiTaskLoss
