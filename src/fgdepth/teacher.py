@@ -362,12 +362,7 @@ def _check_depth_config(path: Path) -> None:
             f"{path} is not a transformers checkpoint: no config.json (found: {found}); "
             "expected a depth-estimation model saved with save_pretrained"
         )
-    try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as e:
-        raise TeacherError(f"{config_file} is not valid JSON: {e}") from e
-    if not isinstance(config, dict):
-        raise TeacherError(f"{config_file} is not a transformers config (a JSON object)")
+    config = _read_json_object(config_file, "a transformers config")
     model_type = config.get("model_type")
     archs = config.get("architectures") or []
     transformers = _import_transformers()
@@ -398,13 +393,18 @@ def _read_preprocessor_config(path: Path) -> dict[str, Any]:
             f"{path} has no preprocessor_config.json: the image size and normalisation of the checkpoint are "
             "unknown; copy it from the model's hub page (it is part of every transformers depth checkpoint)"
         )
+    return _read_json_object(file, "an image processor config")
+
+
+def _read_json_object(file: Path, what: str) -> dict[str, Any]:
+    """A checkpoint's JSON file as a dict; a TeacherError naming it if it is cut short or not an object."""
     try:
-        config = json.loads(file.read_text())
+        obj = json.loads(file.read_text())
     except json.JSONDecodeError as e:
         raise TeacherError(f"{file} is not valid JSON: {e}") from e
-    if not isinstance(config, dict):
-        raise TeacherError(f"{file} is not an image processor config (a JSON object)")
-    return config
+    if not isinstance(obj, dict):
+        raise TeacherError(f"{file} is not {what} (a JSON object)")
+    return obj
 
 
 def _preprocess_from_dict(cfg: dict[str, Any]) -> _Preprocess:
