@@ -357,3 +357,21 @@ def test_rerunning_make_dataset_keeps_the_labels_and_their_record(plain, small_i
     assert again == labelled
     assert _members(ds) == members
     assert verify_dataset(ds).ok
+
+
+def test_label_depth_refuses_a_world_whose_people_were_placed_by_its_depth(ckpt, tmp_path):
+    # the labels replaced bg_depth/, by which on-the-fly composition places the procedural world's people: its
+    # samples then differed from the stored ones
+    from fgdepth.config import FactoryConfig
+
+    ds = tmp_path / "ds"
+    make_dataset(
+        FactoryConfig(num_bg=4, num_fg=2, placements=1, size=32, depth="none", val_fraction=0.25), ds
+    )
+    before = sorted(p.name for p in (ds / schema.BG_DEPTH_DIR).iterdir())
+    with pytest.raises(LabelError, match="placed by the procedural world's exact depth"):
+        label_depth(ds, ckpt["da"], overwrite_depth=True)
+    result = runner.invoke(app, ["label-depth", str(ds), "--teacher", str(ckpt["da"])])
+    assert result.exit_code == 2 and "--placement geometry" in result.output, result.output
+    assert sorted(p.name for p in (ds / schema.BG_DEPTH_DIR).iterdir()) == before
+    assert read_manifest(ds)["depth"] is None

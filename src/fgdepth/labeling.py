@@ -153,6 +153,13 @@ def label_depth(
         raise ValueError(f"--workers must be >= 1, got {workers}")
     root = Path(root)
     manifest = read_manifest(root)
+    if (manifest.get("config") or {}).get("placement") == "geometry":
+        # its people were sized and hidden by the world's exact depth, which the labels would replace: on-the-fly
+        # composition would then place them elsewhere than its samples (make-dataset refuses the same for --teacher)
+        raise LabelError(
+            f"{root}: its people were placed by the procedural world's exact depth (--placement geometry), which "
+            "it already has; labels would replace the depth they were placed by"
+        )
     T.check_checkpoint(teacher_path)
     settings = {"teacher": str(Path(teacher_path).resolve()), "mode": mode, "input_size": input_size}
     job = _pending_job(root, settings, manifest, overwrite_depth)
