@@ -107,6 +107,13 @@ def test_shapes_must_match() -> None:
         register_background(room, comp[:60])
 
 
+def test_float_images_are_refused_by_name() -> None:
+    # float images in [0, 1] ended in an OpenCV traceback ("Unsupported depth of input image")
+    bg, comp, _, _ = scene(40, 40, 1)
+    with pytest.raises(ValueError, match="uint8.*float64"):
+        register_background(bg / 255.0, comp / 255.0)
+
+
 def test_predictor_registers_the_background_by_default(tmp_path: Path) -> None:
     from eval_helpers import randomised_tiny_model
     from fgdepth.predict import Predictor

@@ -185,6 +185,10 @@ def register_background(
         raise ValueError(
             f"background {background.shape} and composite {composite.shape} must be one (H, W, 3)"
         )
+    if background.dtype != np.uint8 or composite.dtype != np.uint8:  # else an OpenCV traceback
+        raise ValueError(
+            f"background and composite must be uint8 RGB, got {background.dtype} and {composite.dtype}"
+        )
     # measured on copies of at most ``size`` px (a 1080p pair costs about as much as a 128 px one), applied at full size
     small_bg, scale = _small(background, size)
     small_comp, _ = _small(composite, size)
