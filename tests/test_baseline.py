@@ -74,3 +74,14 @@ def test_module_matches_function_and_batches():
     assert out.shape == (2, 1, *mask.shape) and out.dtype == bool
     assert mask_metrics(out[0, 0], mask)["mask_iou"] > 0.9 and not out[1].any()
     assert model.predict_batch(bgs[:0], comps[:0]).shape == (0, 1, *mask.shape)
+
+
+def test_images_neither_uint8_nor_float_in_0_1_are_refused_by_name():
+    # int64 or float 0-255 images were read as float in [0, 1]: 255x the difference, so sensor noise became
+    # foreground (a 40 x 40 pair with +-3 noise: 673 foreground pixels in place of 192)
+    bg, comp, _ = _scene()
+    with pytest.raises(ValueError, match="int64"):
+        difference_mask(bg.astype(np.int64), comp.astype(np.int64))
+    with pytest.raises(ValueError, match=r"\[0, 1\].*255"):
+        difference_mask(bg.astype(np.float32), comp.astype(np.float32))
+    assert np.array_equal(difference_mask(bg / 255.0, comp / 255.0), difference_mask(bg, comp))

@@ -105,6 +105,17 @@ def test_depth_invalid_pixels_ignored():
     assert depth_metrics(pred2, target, valid=extra)["depth_abs_rel"] == 0.0
 
 
+def test_a_valid_mask_of_another_shape_is_refused():
+    # a transposed (W, H) valid mask was reshaped to (H, W) silently and scored other pixels
+    target = np.arange(1.0, 7.0).reshape(2, 3)
+    valid = np.zeros((3, 2))
+    valid[:, 0] = 1
+    with pytest.raises(ValueError, match=r"valid.*\(3, 2\).*\(2, 3\)"):
+        depth_metrics(target, target, valid=valid)
+    with pytest.raises(ValueError, match=r"valid.*\(3, 2\).*\(2, 3\)"):
+        ssim(target, target, valid)
+
+
 def test_depth_no_valid_pixels_is_nan():
     m = depth_metrics(np.ones((3, 3)), np.zeros((3, 3)))
     assert set(m) == set(DEPTH_KEYS) and all(math.isnan(v) for v in m.values())

@@ -295,3 +295,15 @@ def test_predict_images_refuses_writing_into_its_input_folder(
                                  str(imgs), "--out", str(imgs / "."), "--size", "64"])  # fmt: skip
     assert r.exit_code == 2 and "--out is the --images folder" in r.output, r.output
     assert sorted(p.name for p in imgs.iterdir()) == ["a.jpg", "b.png"]
+
+
+def test_predictor_refuses_float_images_by_name() -> None:
+    # float images in [0, 1] were divided by 255 once more (an empty mask, wrong depth; without registration) or
+    # ended in an OpenCV traceback (with it)
+    from eval_helpers import randomised_tiny_model
+
+    bg, comp, _, _ = scene(40, 40, 1)
+    for register in (False, True):
+        pred = Predictor(model=randomised_tiny_model().eval(), size=32, register=register)
+        with pytest.raises(ValueError, match="uint8.*float64"):
+            pred([bg / 255.0], [comp / 255.0])

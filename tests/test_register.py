@@ -107,6 +107,22 @@ def test_shapes_must_match() -> None:
         register_background(room, comp[:60])
 
 
+def test_float_images_are_refused_by_name() -> None:
+    # float images in [0, 1] ended in an OpenCV traceback ("Unsupported depth of input image")
+    bg, comp, _, _ = scene(40, 40, 1)
+    with pytest.raises(ValueError, match="uint8.*float64"):
+        register_background(bg / 255.0, comp / 255.0)
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (7, 1), (1, 9)])
+def test_an_image_one_pixel_wide_or_high_is_left_unmoved(hw: tuple[int, int]) -> None:
+    # OpenCV's Hann window needs 2 x 2 pixels: such images ended in an OpenCV traceback in the predictor
+    rng = np.random.default_rng(0)
+    bg = rng.integers(0, 256, (*hw, 3), np.uint8)
+    out, how = register_background(bg, bg)
+    assert np.array_equal(out, bg) and how.shift == (0.0, 0.0) and "shift" not in how.applied
+
+
 def test_predictor_registers_the_background_by_default(tmp_path: Path) -> None:
     from eval_helpers import randomised_tiny_model
     from fgdepth.predict import Predictor

@@ -27,7 +27,15 @@ def _to_float_hwc(image: Any, name: str) -> np.ndarray:
         return a.astype(np.float32) / 255.0
     if a.dtype == np.uint16:
         return a.astype(np.float32) / 65535.0
-    return a.astype(np.float32)
+    if not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"{name} must be uint8, uint16 or float in [0, 1], got {a.dtype}")
+    a = a.astype(np.float32)
+    peak = float(a.max(initial=0.0))
+    if peak > 1.0 + 1e-3:  # a 0-255 float image read as [0, 1] would make sensor noise foreground
+        raise ValueError(
+            f"{name} must be float in [0, 1] (or uint8), got values up to {peak:g}: divide by 255"
+        )
+    return a
 
 
 def _ellipse(radius: int) -> np.ndarray:

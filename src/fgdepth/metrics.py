@@ -126,10 +126,17 @@ def valid_depth_mask(target: Any, valid: Any | None = None, pred: Any | None = N
     if valid is not None:
         v = to_numpy(valid)
         v = v if v.dtype == bool else v > 0.5
-        m &= v.reshape(m.shape)
+        m &= _reshaped_like(v, m, "valid")
     if pred is not None:
-        m &= np.isfinite(to_numpy(pred)).reshape(m.shape)
+        m &= _reshaped_like(np.isfinite(to_numpy(pred)), m, "pred")
     return m
+
+
+def _reshaped_like(a: np.ndarray, like: np.ndarray, name: str) -> np.ndarray:
+    """``a`` in ``like``'s shape, up to singleton dims (a reshape alone would take a transposed mask silently)."""
+    if a.squeeze().shape != like.squeeze().shape:
+        raise ValueError(f"{name} {a.shape} must have the target's shape {like.shape}")
+    return a.reshape(like.shape)
 
 
 def align_depth(pred: np.ndarray, target: np.ndarray, valid: np.ndarray, align: Align) -> np.ndarray:

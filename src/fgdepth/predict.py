@@ -276,6 +276,12 @@ class Predictor:
                 raise ValueError(
                     f"pair {i}: background {bg.shape} and composite {comp.shape} must be one (H, W, 3)"
                 )
+            if bg.dtype != np.uint8 or comp.dtype != np.uint8:
+                # the images are divided by 255 here: float [0, 1] ones would silently be 255x too dark
+                raise ValueError(
+                    f"pair {i}: background and composite must be uint8 RGB, got {bg.dtype} and {comp.dtype} "
+                    "(float images in [0, 1]: (x * 255).round().astype(np.uint8))"
+                )
             groups.setdefault(model_input_size(*comp.shape[:2], self.size), []).append(i)
         if self.register:
             backgrounds = [register_background(b, c)[0] for b, c in zip(backgrounds, composites, strict=True)]

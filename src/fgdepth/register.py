@@ -112,6 +112,8 @@ def estimate_shift(
     pixels (a still camera's pairs need no refinement). ``response``: the correlation's peak, 0-1."""
     a = cv2.cvtColor(composite, cv2.COLOR_RGB2GRAY).astype(np.float32)
     b = cv2.cvtColor(background, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    if min(a.shape) < 2:  # no shift to measure along a single row or column (and no Hann window of 1 pixel)
+        return 0.0, 0.0, 0.0
     window = cv2.createHanningWindow(a.shape[::-1], cv2.CV_32F)
     # copies: OpenCV 5 applies the window to its inputs in place
     (dx, dy), response = cv2.phaseCorrelate(a.copy(), b.copy(), window)
@@ -184,6 +186,10 @@ def register_background(
     if background.shape != composite.shape or background.ndim != 3 or background.shape[2] != 3:
         raise ValueError(
             f"background {background.shape} and composite {composite.shape} must be one (H, W, 3)"
+        )
+    if background.dtype != np.uint8 or composite.dtype != np.uint8:  # else an OpenCV traceback
+        raise ValueError(
+            f"background and composite must be uint8 RGB, got {background.dtype} and {composite.dtype}"
         )
     # measured on copies of at most ``size`` px (a 1080p pair costs about as much as a 128 px one), applied at full size
     small_bg, scale = _small(background, size)
