@@ -272,6 +272,8 @@ def show_cmd(
     from fgdepth.evaluate import dataset_info
     from fgdepth.viz import depth_unit, sample_grid, save_png
 
+    if n < 1:
+        _fail(f"--n must be at least 1, got {n}")
     try:
         unit = depth_unit(dataset_info(data)["depth_kind"])
         grid = sample_grid(random_samples(data, n=n, selection=selection, seed=seed), unit=unit)
