@@ -276,7 +276,10 @@ def show_cmd(
         _fail(f"--n must be at least 1, got {n}")
     try:
         unit = depth_unit(dataset_info(data)["depth_kind"])
-        grid = sample_grid(random_samples(data, n=n, selection=selection, seed=seed), unit=unit)
+        samples = random_samples(data, n=n, selection=selection, seed=seed)
+        if not samples:
+            _fail(f"{data}: the selection {selection!r} has no samples")
+        grid = sample_grid(samples, unit=unit)
     except (FileNotFoundError, ValueError) as err:
         _fail(str(err))
     try:
