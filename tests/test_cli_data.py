@@ -291,6 +291,31 @@ def test_show_names_an_output_it_cannot_write(shard_dataset, tmp_path):
     assert sorted(tmp_path.iterdir()) == []  # no temporary left behind
 
 
+@pytest.mark.parametrize("which", ["shard_dataset", "folder_dataset"])
+def test_show_names_a_number_of_samples_below_one(which, request, tmp_path):
+    # --n -1 said 'Sample larger than population or is negative' (random.sample's words), --n 0 'sample_grid needs
+    # at least one sample', neither naming the option
+    for n in ("0", "-1"):
+        r = runner.invoke(
+            app, ["show", str(request.getfixturevalue(which)), "-o", str(tmp_path / "s.png"), "--n", n]
+        )
+        assert r.exit_code == 2 and f"--n must be at least 1, got {n}" in r.output, (r.output, r.exception)
+
+
+def test_show_names_a_selection_without_samples(shared_inputs, tmp_path):
+    # a selection with no samples (test of a dataset made with --test-fraction 0) said 'sample_grid needs at least
+    # one sample', naming neither the dataset nor the selection
+    from fgdepth.factory import make_dataset
+
+    root = tmp_path / "ds"
+    make_dataset(shared_inputs.config(test_fraction=0.0), root)
+    r = runner.invoke(app, ["show", str(root), "-o", str(tmp_path / "s.png"), "--selection", "test"])
+    assert r.exit_code == 2 and f"{root}: the selection 'test' has no samples" in r.output, (
+        r.output,
+        r.exception,
+    )
+
+
 def test_inspect_without_manifest(tmp_path):
     r = runner.invoke(app, ["inspect", str(tmp_path)])
     assert r.exit_code == 1 and "no manifest" in r.output

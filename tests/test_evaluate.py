@@ -119,6 +119,13 @@ def test_evaluate_factory_dataset(model_file: Path, shard_dataset: Path) -> None
         evaluate(model_file, shard_dataset, selection="nope")
 
 
+@pytest.mark.parametrize("limit", [0, -1])
+def test_a_limit_below_one_is_named(model_file: Path, ref_folder: Path, limit: int) -> None:
+    # --limit 0 / -1 said "the selection 'all' has no samples", blaming a selection that has them
+    with pytest.raises(ValueError, match=f"limit must be >= 1, got {limit}"):
+        evaluate(model_file, ref_folder, size=64, limit=limit)
+
+
 def test_evaluate_onnx_matches_torch(
     model_file: Path, ref_folder: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -62,6 +62,12 @@ def test_model_input_size() -> None:
     assert model_input_size(200, 100, 50) == (96, 50)  # 100 rounded to a multiple of 32
     assert model_input_size(480, 640, 192) == (192, 256)
     assert model_input_size(100, 101, 64) == (64, 64)
+    # a size that is not a multiple of 32 (fgdepth train --size 48, --infer-size 60): square images were
+    # stretched to (48, 64) / (60, 64), not seen square as in training
+    assert model_input_size(64, 64, 60) == (60, 60)
+    assert model_input_size(64, 64, 48) == (48, 48)
+    assert model_input_size(160, 160, 80) == (80, 80)
+    assert model_input_size(120, 160, 60) == (60, 64)  # 80 px across: the nearer of 60 and a multiple of 32
 
 
 def test_predict_image(model_file: Path, inputs: Path, tmp_path: Path) -> None:

@@ -220,6 +220,17 @@ def test_random_samples(which, request):
     assert s[schema.DEPTH].dtype == np.float32
 
 
+@pytest.mark.parametrize("which", ["shard_dataset", "folder_dataset"])
+def test_random_samples_takes_every_sample_asked_for(which, request):
+    # shards: each shard gave at most n / shards + 1 samples, so a large shard was cut short while small ones ran
+    # out; asking for the whole dataset (or more) returned part of it (fgdepth show --n)
+    root = request.getfixturevalue(which)
+    total = len(open_dataset(root, "all"))
+    for n in (total, total + 5):
+        got = random_samples(root, n)
+        assert len(got) == total and len({s[schema.KEY] for s in got}) == total
+
+
 def test_folder_dataset_reads_a_foreign_reference_layout(folder_dataset, tmp_path):
     """Someone else's folders: no manifest, no meta, no depth."""
     import shutil

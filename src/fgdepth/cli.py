@@ -272,9 +272,14 @@ def show_cmd(
     from fgdepth.evaluate import dataset_info
     from fgdepth.viz import depth_unit, sample_grid, save_png
 
+    if n < 1:
+        _fail(f"--n must be at least 1, got {n}")
     try:
         unit = depth_unit(dataset_info(data)["depth_kind"])
-        grid = sample_grid(random_samples(data, n=n, selection=selection, seed=seed), unit=unit)
+        samples = random_samples(data, n=n, selection=selection, seed=seed)
+        if not samples:
+            _fail(f"{data}: the selection {selection!r} has no samples")
+        grid = sample_grid(samples, unit=unit)
     except (FileNotFoundError, ValueError) as err:
         _fail(str(err))
     try:

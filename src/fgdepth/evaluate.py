@@ -80,6 +80,8 @@ def iter_samples(data: str | Path, selection: str = "test", limit: int | None = 
     ``selection`` names a split selection: a manifest's splits, or for a folder written by anyone the seeded
     room and person split that training uses (:func:`fgdepth.data.reader.foreign_splits`; ``all``: every sample).
     """
+    if limit is not None and limit < 1:  # else the selection was blamed for having no samples
+        raise ValueError(f"limit must be >= 1, got {limit}")
     ds = open_dataset(data, selection)
     items: Iterable = iter(ds) if isinstance(ds, IterableDataset) else (ds[i] for i in range(len(ds)))
     for n, t in enumerate(items):

@@ -2,7 +2,7 @@
 pairs of any size, and ``predict`` that writes masks, depth and pictures for images, folders and videos.
 
 Sizes: each (background, composite) pair is resized so that its short side is the model size ``size`` and its
-long side keeps the aspect ratio, rounded to a multiple of 32 (:func:`model_input_size`; the network is fully
+long side keeps the aspect ratio, rounded to a multiple of 32 or to ``size`` (:func:`model_input_size`; the network is fully
 convolutional); the outputs are resized back to the input's own resolution (mask logits and depth bilinearly,
 then the mask is ``logits > 0``). A background whose size differs from an input image's is resized to that
 image's size (OpenCV area / linear): same camera, another resolution.
@@ -44,14 +44,18 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 # --------------------------------------------------------------------------------------------- sizes
 def model_input_size(height: int, width: int, size: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
     """(h, w) of the model input for an image of (height, width): the short side is ``size``, the long side
-    keeps the aspect ratio rounded to a multiple of ``multiple`` (and at least ``size``).
+    keeps the aspect ratio rounded to a multiple of ``multiple`` or to ``size`` itself, whichever is nearer (and at
+    least ``size``).
 
     The rounding bounds the number of distinct input shapes (on CPU, oneDNN spends seconds preparing each new
     shape) and aligns the long side with the encoder's stride; it distorts the aspect by at most
     ``multiple / 2`` pixels. Square images map to (size, size), as in training.
     """
     short, long = min(height, width), max(height, width)
-    out_long = max(size, int(round(long * size / short / multiple)) * multiple)
+    exact = long * size / short
+    out_long = max(size, int(round(exact / multiple)) * multiple)
+    if exact - size < abs(out_long - exact):  # e.g. square images at a size that is not a multiple
+        out_long = size
     return (size, out_long) if height <= width else (out_long, size)
 
 

@@ -497,10 +497,21 @@ def random_samples(root: str | Path, n: int, selection: str = "all", seed: int =
     rng.shuffle(shards)
     backgrounds = _BackgroundCache(ds.root)
     out: list[NumpySample] = []
+    left: list[tuple[Path, str]] = []  # (shard, key) of the entries not taken, should the shards run short
     for shard in shards:
         entries = list(iter_tar(shard))
         take = rng.sample(entries, min(max(1, n // max(len(shards), 1) + 1), len(entries), n - len(out)))
         out += [decode_shard_sample(files, key, backgrounds, ds.scale, shard) for key, files in take]
         if len(out) >= n:
-            break
+            return out
+        taken = {key for key, _ in take}
+        left += [(shard, key) for key, _ in entries if key not in taken]
+    more = rng.sample(left, min(n - len(out), len(left)))
+    for shard in dict.fromkeys(s for s, _ in more):
+        keys = {key for s, key in more if s == shard}
+        out += [
+            decode_shard_sample(f, key, backgrounds, ds.scale, shard)
+            for key, f in iter_tar(shard)
+            if key in keys
+        ]
     return out
