@@ -152,6 +152,22 @@ def test_ddp_two_cpu_processes_see_different_shards(shard_dataset: Path, tmp_pat
     assert (out / "checkpoints" / "last.ckpt").is_file()
 
 
+def test_ddp_on_one_device_resumes_mid_epoch(shard_dataset: Path, tmp_path: Path) -> None:
+    # DDP on one device is distributed to Lightning, which wraps the loader's sampler in a DistributedSampler: it
+    # keeps the RandomSampler there (an EpochSampler begun mid-epoch would not fit the wrapper's length)
+    out = tmp_path / "ddp1"
+    cmd = [
+        sys.executable, "-m", "fgdepth.cli", "train", "--data", str(shard_dataset), "--out", str(out),
+        "--source", "memory", "--size", "32", "--batch-size", "4", "--max-minutes", "0", "--val-every", "1000",
+        "--precision", "32", "--accelerator", "cpu", "--devices", "1", "--strategy", "ddp",
+    ]  # fmt: skip
+    env = {**os.environ, "PL_DISABLE_FORK": "1"}
+    for extra in (["--max-steps", "3"], ["--max-steps", "5", "--resume", "last"]):
+        res = subprocess.run(cmd + extra, capture_output=True, text=True, timeout=300, env=env)
+        assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 5
+
+
 def test_crop_training_records_the_inference_size(shard_dataset: Path, tmp_path: Path) -> None:
     """--infer-size: training crops of --size at the inference scale; predictors then run whole images at it."""
     from fgdepth.predict import checkpoint_train_size

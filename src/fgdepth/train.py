@@ -866,6 +866,7 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     pl = _lightning()
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.strategies import SingleDeviceStrategy
     from lightning.pytorch.utilities import rank_zero_only
     from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
@@ -934,7 +935,11 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     if ckpt_path and rank_zero_only.rank == 0:  # the launcher's rank (RANK, LOCAL_RANK, SLURM_PROCID, ...)
         set_aside_csv_log(out / "logs")
     sampler = None
-    if trainer.world_size == 1 and not isinstance(dm.dataset("train"), IterableDataset):
+    # one device without a distributed strategy (Lightning would wrap the sampler in a DistributedSampler: DDP even on
+    # one device keeps the RandomSampler it turns into one)
+    if isinstance(trainer.strategy, SingleDeviceStrategy) and not isinstance(
+        dm.dataset("train"), IterableDataset
+    ):
         # each epoch's order from (seed, epoch), so that a resumed run takes its epoch up where it stopped
         lightning_epoch, step = _resume_position(ckpt_path) if ckpt_path else (0, 0)
         epoch, position = divmod(step, steps_per_epoch)
