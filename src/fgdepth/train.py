@@ -931,7 +931,7 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     module = make_module(cfg, model_config, dm.depth_kind)
     if cfg.channels_last:
         module.to(memory_format=torch.channels_last)
-    ckpt_path = _resume_path(cfg, out)
+    ckpt_path, (lightning_epoch, step) = _resume_checkpoint(cfg, out)
     if ckpt_path and rank_zero_only.rank == 0:  # the launcher's rank (RANK, LOCAL_RANK, SLURM_PROCID, ...)
         set_aside_csv_log(out / "logs")
     sampler = None
@@ -941,7 +941,6 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
         dm.dataset("train"), IterableDataset
     ):
         # each epoch's order from (seed, epoch), so that a resumed run takes its epoch up where it stopped
-        lightning_epoch, step = _resume_position(ckpt_path) if ckpt_path else (0, 0)
         epoch, position = divmod(step, steps_per_epoch)
         sampler = EpochSampler(
             n_train, cfg.seed, epoch, position * cfg.batch_size, epoch_offset=lightning_epoch - epoch
@@ -1039,16 +1038,11 @@ def _validation_cadence(val_every_steps: int, steps_per_epoch: int) -> dict[str,
     }
 
 
-def _resume_position(path: str) -> tuple[int, int]:
-    """(the epoch Lightning resumes in, global step) of a Lightning checkpoint (checked by :func:`_resume_path`)."""
-    saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    progress = saved.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
-    return int(progress.get("processed", saved.get("epoch", 0))), int(saved.get("global_step", 0))
-
-
-def _resume_path(cfg: TrainConfig, out: Path) -> str | None:
+def _resume_checkpoint(cfg: TrainConfig, out: Path) -> tuple[str | None, tuple[int, int]]:
+    """The checkpoint to resume (None: a new run) and its position: (the epoch Lightning resumes in, global step);
+    (0, 0) for a new run. Anything but a Lightning training checkpoint is refused by name."""
     if cfg.resume is None:
-        return None
+        return None, (0, 0)
     path = out / "checkpoints" / "last.ckpt" if cfg.resume == "last" else Path(cfg.resume)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint to resume from")
@@ -1061,7 +1055,8 @@ def _resume_path(cfg: TrainConfig, out: Path) -> str | None:
         raise ValueError(
             f"{path}: not a checkpoint to resume from (no training state: a Lightning .ckpt is needed)"
         )
-    return str(path)
+    progress = saved["loops"].get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    return str(path), (int(progress.get("processed", saved.get("epoch", 0))), int(saved["global_step"]))
 
 
 __all__ = [
