@@ -312,7 +312,7 @@ def foreign_splits(stems: list[str]) -> dict[str, dict[str, str]]:
     except ValueError:
         return {"backgrounds": rooms, "people": {}}
     fg_ids = {fg for _, fg, _ in parsed}
-    person_of = {f: f[:-1] if f.endswith("f") and f[:-1] in fg_ids else f for f in fg_ids}
+    person_of = {f: schema.person_of(f, fg_ids) for f in fg_ids}
     people = split(sorted(set(person_of.values())), 1)
     found = {(rooms[bg], people[person_of[fg]]) for bg, fg, _ in parsed}
     if all((name, name) in found for name in ("train", "val", "test")):
@@ -366,7 +366,7 @@ class FolderDataset(Dataset):
         keep = []
         for stem in stems:
             bg_id, fg, _ = schema.parse_stem(stem)
-            person = fg[:-1] if fg.endswith("f") and fg[:-1] in people else fg
+            person = schema.person_of(fg, people)
             if rooms.get(bg_id) in bg_ok and people.get(person) in fg_ok:
                 keep.append(stem)
         return keep

@@ -23,6 +23,8 @@ Inside a webdataset shard, a sample is the files ``<stem>.comp.jpg``, ``<stem>.m
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 SCHEMA_VERSION = 1
 
 # --- files -------------------------------------------------------------------------------------------
@@ -76,6 +78,12 @@ def selection_groups(selection: str) -> list[str]:
 
 def sample_stem(bg_id: str, fg_id: str, placement: int) -> str:
     return f"{bg_id}_{fg_id}_{placement:02d}"
+
+
+def person_of(fg_id: str, person_ids: Container[str]) -> str:
+    """The person a sample's ``fg_id`` shows: a mirror image ``<person_id>f`` shows ``<person_id>``, read as one only
+    where that id is among ``person_ids`` (an id may itself end in f)."""
+    return fg_id[:-1] if fg_id.endswith("f") and fg_id[:-1] in person_ids else fg_id
 
 
 def parse_stem(stem: str) -> tuple[str, str, int]:
