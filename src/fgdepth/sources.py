@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fgdepth.data import schema
+from fgdepth.data import codec, schema
 from fgdepth.scene import Background, Foreground, bottom_centre_anchor
 
 
@@ -72,15 +72,10 @@ def _imread(path: Path) -> np.ndarray | None:
 
 
 def _read_matte(path: Path) -> np.ndarray | None:
-    """A person's mask -> (H, W) uint8 alpha, or None if unreadable. A soft matte keeps its values; a 0/1 mask (a
-    bool array saved as uint8, as many segmentation tools write) becomes 0/255, and a colour one (red on black, as
-    annotation tools write) counts a pixel by its brightest channel: grey would make red 76, a person three
-    quarters transparent."""
+    """A person's mask -> (H, W) uint8 alpha (:func:`fgdepth.data.codec.mask_plane`: a soft matte kept, 0/1 and
+    colour masks read; grey would make red 76, a person three quarters transparent), or None if unreadable."""
     img = _imread(path)
-    if img is None:
-        return None
-    matte = img[..., :3].max(axis=2)
-    return matte * np.uint8(255) if matte.max(initial=0) == 1 else matte
+    return None if img is None else codec.mask_plane(img)
 
 
 def resize_centre_crop(image: np.ndarray, size: int, interpolation: int | None = None) -> np.ndarray:

@@ -129,15 +129,22 @@ def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarra
     )
 
 
+def mask_plane(image: np.ndarray) -> np.ndarray:
+    """A decoded 8-bit mask image (H, W) or (H, W, C) -> (H, W) uint8 in 0..255, masks as others write them: a
+    colour one counts a pixel by its brightest colour channel (red on black is grey 76, which a grey conversion
+    gives), a 0/1 one (a bool array saved as uint8) becomes 0/255; soft values are kept."""
+    plane = image if image.ndim == 2 else image[..., :3].max(axis=2)
+    return plane * np.uint8(255) if plane.max(initial=0) == 1 else plane
+
+
 def decode_mask(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """PNG bytes -> (H, W) bool (pixels > 127; a 0/1 mask, as a bool array saved as uint8 is, pixels > 0). A colour
-    mask counts a pixel by its brightest channel: red on black is grey 76, which the grey conversion lost."""
+    """PNG bytes -> (H, W) bool: pixels > 127 of :func:`mask_plane` (0/1 and colour masks read too)."""
     arr = imdecode(data, cv2.IMREAD_UNCHANGED)  # 8-bit grey (what fgdepth writes) needs nothing more
     if arr is not None and not (arr.ndim == 2 and arr.dtype == np.uint8):
-        arr = imdecode(data, cv2.IMREAD_COLOR).max(axis=2)  # 8 bits, alpha dropped
+        arr = imdecode(data, cv2.IMREAD_COLOR)  # 8 bits, alpha dropped
     if arr is None:
         raise DecodeError(f"{name}: not a decodable mask image")
-    return arr > (0 if arr.max(initial=0) <= 1 else 127)
+    return mask_plane(arr) > 127
 
 
 def decode_uint16(data: bytes, name: str = "<bytes>") -> np.ndarray:
