@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from fgdepth.config import require
 from fgdepth.data import codec, schema
-from fgdepth.intrinsics import depth_at_focal, focal_from_hfov, hfov_from_focal
+from fgdepth.intrinsics import depth_at_focal, focal_from_hfov
 from fgdepth.register import register_background
 from fgdepth.viz import colorize_depth, overlay_mask, save_png, write_atomic
 
@@ -164,8 +164,9 @@ class Predictor:
         if canonical is None:
             return 0.0
         # the canonical focal is over the short side (square training images): kept as it is, a landscape photo of
-        # an unknown camera would be assumed 91 degrees wide at 4:3, 107 at 16:9, and its depth 1.33x / 1.78x short
-        return focal_from_hfov(hfov_from_focal(canonical, 1, 1), height, width)
+        # an unknown camera would be assumed 91 degrees wide at 4:3, 107 at 16:9, and its depth 1.33x / 1.78x short;
+        # the same field of view across the width is this focal (focal_from_hfov of the canonical hfov)
+        return canonical * width / min(height, width)
 
     @classmethod
     def load(
