@@ -561,12 +561,8 @@ def export_cmd(
         model = load_model(checkpoint, mask_scale=mask_scale)
         trained = checkpoint_train_size(checkpoint)  # predict --onnx's default size, as predict -c's
         report = export_onnx(model, out, size=size, opset=opset, input_size=trained)
-    except (
-        OSError,
-        ValueError,
-        RuntimeError,
-        ImportError,
-    ) as err:  # OSError: an --out that cannot be written
+    # OSError: an --out that cannot be written
+    except (OSError, ValueError, RuntimeError, ImportError) as err:
         _fail(str(err), code=1)
     typer.echo(f"wrote {report['path']}")
 

@@ -26,6 +26,9 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return json_safe(dataclasses.asdict(cfg))
 
 
+ENGINES = ("local", "ray")  # make-dataset and label-depth: in this process, or as Ray tasks / actors
+
+
 def json_safe(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {str(k): json_safe(v) for k, v in obj.items()}
@@ -42,10 +45,8 @@ def _type_ok(value: Any, hint: Any) -> bool:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_type_ok(value, h) for h in typing.get_args(hint))
-    if origin is typing.Literal:
-        return any(
-            isinstance(value, type(v)) for v in typing.get_args(hint)
-        )  # the field's check names the values
+    if origin is typing.Literal:  # the type only: the field's own check names the values
+        return any(isinstance(value, type(v)) for v in typing.get_args(hint))
     if hint is Any:
         return True
     if hint is type(None):
@@ -199,7 +200,7 @@ class FactoryConfig:
                 f"--fg-height must be LO:HI with 0 < LO <= HI, got {self.fg_height[0]}:{self.fg_height[1]}",
             ),
             (self.workers >= 1, "--workers must be >= 1"),
-            (self.engine in ("local", "ray"), f"unknown --engine {self.engine!r}; valid: local, ray"),
+            (self.engine in ENGINES, f"unknown --engine {self.engine!r}; valid: {', '.join(ENGINES)}"),
             (self.teacher_batch >= 1, "--teacher-batch must be >= 1"),
             (self.teacher_size is None or self.teacher_size >= 1, "--teacher-size must be >= 1"),
             (self.num_bg >= 1 and self.num_fg >= 1, "--num-bg and --num-fg must be >= 1"),

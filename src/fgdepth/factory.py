@@ -183,9 +183,8 @@ class Composer:
         b, person, flipped, k, p = self.placement(index)
         bg, fg = self.world.backgrounds[b], self.world.person(person, flipped)
         composed = C.compose(bg, fg, p, self.mode, self.premultiplied(person, flipped))
-        if (
-            self.world.depth_kind is None
-        ):  # --depth none: the procedural world keeps its depth to place people
+        # --depth none: the procedural world keeps its depth to place people, the samples go without it
+        if self.world.depth_kind is None:
             composed.depth = None
         bg_id, pid = self.world.bg_ids[b], self.world.person_ids[person]
         meta = {

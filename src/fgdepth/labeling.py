@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fgdepth.config import ENGINES
 from fgdepth.data import codec, schema
 from fgdepth.data.reader import iter_tar, read_manifest
 
@@ -147,8 +148,8 @@ def label_depth(
 
     if mode not in MODES:
         raise ValueError(f"unknown teacher mode {mode!r}; valid: {', '.join(MODES)}")
-    if engine not in ("local", "ray"):  # else any other name ran the local engine, silently
-        raise ValueError(f"unknown --engine {engine!r}; valid: local, ray")
+    if engine not in ENGINES:  # else any other name ran the local engine, silently
+        raise ValueError(f"unknown --engine {engine!r}; valid: {', '.join(ENGINES)}")
     if workers < 1:  # a Ray instance of no CPUs never runs an actor: a hang
         raise ValueError(f"--workers must be >= 1, got {workers}")
     root = Path(root)

@@ -2,9 +2,9 @@
 pairs of any size, and ``predict`` that writes masks, depth and pictures for images, folders and videos.
 
 Sizes: each (background, composite) pair is resized so that its short side is the model size ``size`` and its
-long side keeps the aspect ratio, rounded to a multiple of 32 or to ``size`` (:func:`model_input_size`; the network is fully
-convolutional); the outputs are resized back to the input's own resolution (mask logits and depth bilinearly,
-then the mask is ``logits > 0``). A background whose size differs from an input image's is resized to that
+long side keeps the aspect ratio, rounded to a multiple of 32 or to ``size`` (:func:`model_input_size`; the
+network is fully convolutional); the outputs are resized back to the input's own resolution (mask logits and
+depth bilinearly, then the mask is ``logits > 0``). A background whose size differs from an input image's is resized to that
 image's size (OpenCV area / linear): same camera, another resolution.
 
 Files written per input ``<stem>`` (``predict``): ``<stem>_mask.png`` (8-bit, 0/255, input resolution),
@@ -503,7 +503,8 @@ def predict(
     """Predict one image, a folder of images or a video (exactly one of ``image`` / ``images`` / ``video``)
     against the empty-scene ``background`` with a checkpoint or an ONNX model; write the outputs under ``out``.
     ``hfov``: the camera's horizontal field of view in degrees, for models with a canonical camera (without it,
-    the canonical camera's field of view across the width is assumed: 75 degrees for the presets). ``flip_tta``: average with the mirror image's prediction.
+    the canonical camera's field of view across the width is assumed: 75 degrees for the presets).
+    ``flip_tta``: average with the mirror image's prediction.
     ``mask_scale``: the mask network's input enlargement in place of the checkpoint's (:func:`fgdepth.load_model`).
     ``register``: move and re-expose the background to match each input first (:mod:`fgdepth.register`).
 

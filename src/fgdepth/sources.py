@@ -202,7 +202,8 @@ def load_foregrounds(
     for path, rgba, mpath in images:
         fg = foreground_from_rgba(rgba, max_height)
         if fg is None and mpath is not None:  # name the mask, and what it must hold (a 0/1 mask is common)
-            why = f"mask is empty (no pixel > 127; masks are 0/255 or 0/1, this one's largest value is {rgba[..., 3].max()})"
+            largest = rgba[..., 3].max()
+            why = f"mask is empty (no pixel > 127; masks are 0/255 or 0/1, this one's largest value is {largest})"
             out.skipped.append(Skipped(str(mpath), why))
             continue
         if fg is None:

@@ -189,9 +189,10 @@ class DepthTeacher:
         # transformers initialises missing weights at random with a warning: a teacher of random depth
         missing = [k for k in loading.get("missing_keys") or [] if not any(u in k for u in _UNUSED_WEIGHTS)]
         if missing:
+            named = ", ".join(sorted(missing)[:3]) + (" ..." if len(missing) > 3 else "")
             raise TeacherError(
-                f"{path}: weights for {len(missing)} of the model's tensors are missing ({', '.join(sorted(missing)[:3])}"
-                f"{' ...' if len(missing) > 3 else ''}); are the weights those of another model?"
+                f"{path}: weights for {len(missing)} of the model's tensors are missing ({named}); are the weights "
+                "those of another model?"
             )
         prep = _read_preprocessor_config(path)
         return cls.from_model(model, prep, str(path), device, dtype, input_size, batch_size, depth_kind)

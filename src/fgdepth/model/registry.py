@@ -32,7 +32,8 @@ _LOG_DEPTH = {"depth_activation": "exp"}
 # Every preset predicts depth as through a canonical camera of 75 degrees (fgdepth.intrinsics; Metric3D), the middle
 # of the procedural world's 60-90 degree lenses, and takes each image's real focal length where it is known: tiny,
 # 6 CPU min, test AbsRel 0.193 -> 0.156, delta1 0.662 -> 0.801; on 1,000 samples of an unseen world 0.188 -> 0.165,
-# 0.697 -> 0.785. Where the camera is unknown, depth is the canonical camera's (docs/experiments.md, S1).
+# 0.697 -> 0.785. Where the camera is unknown, its field of view is assumed across the image's width
+# (docs/experiments.md, S1; Predictor.focal_of).
 _CANONICAL_CAMERA = {"canonical_hfov": 75.0}
 
 _PRESETS: dict[str, dict[str, Any]] = {
