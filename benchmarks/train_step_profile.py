@@ -8,13 +8,16 @@ loop with the model's two networks and the loss compiled as ``fgdepth train --co
 time printed apart.
 
 Usage: python benchmarks/train_step_profile.py DATA [--device cuda] [--batch 128] [--steps 30]
-           [--compile reduce-overhead] [--compile default] [--profile-steps 5]
+           [--compile reduce-overhead] [--compile default] [--profile-steps 5] [--precision auto|bf16|32]
+``--precision auto`` (the default) picks as ``fgdepth train --precision auto`` does: bf16 autocast on a GPU and on
+a CPU with native bf16 (AVX512-BF16 or AMX), float32 on other CPUs.
 DATA: a dataset written by ``fgdepth make-dataset`` (the demo's world, or a smaller one of the same kind).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 
@@ -24,6 +27,7 @@ from fgdepth.train import (
     FgDataModule,
     TrainConfig,
     compiled_training_parts,
+    cpu_has_native_bf16,
     make_module,
     model_config_for,
     model_step,
@@ -56,9 +60,12 @@ def build(data: str, batch: int, device: torch.device, model_overrides: dict | N
     return cfg, module, opt, batches()
 
 
-def run(module, step_model, opt, it, device, steps: int, sync: bool, start: int = 0) -> dict[str, float]:
-    """Seconds per step of each phase (``sync``: the device synchronised after each) and in all."""
-    amp = torch.autocast(device.type, dtype=torch.bfloat16)
+def run(
+    module, step_model, opt, it, device, steps: int, sync: bool, start: int = 0, bf16: bool = True
+) -> dict[str, float]:
+    """Seconds per step of each phase (``sync``: the device synchronised after each) and in all; ``bf16``: under
+    bf16 autocast, else in float32."""
+    amp = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     phases = dict.fromkeys(("fetch", "transfer", "augment", "forward+loss", "backward", "optimiser"), 0.0)
 
     def mark(name: str, t: float) -> float:
@@ -114,29 +121,41 @@ def main() -> None:
     ap.add_argument("--profile-steps", type=int, default=5)
     ap.add_argument("--compile", action="append", default=[], help="torch.compile mode (repeatable)")
     ap.add_argument("--overrides", default="{}", help="JSON of DualUNetConfig fields over the preset's")
+    ap.add_argument("--precision", choices=("auto", "bf16", "32"), default="auto")
     args = ap.parse_args()
     device = torch.device(args.device)
+    bf16 = args.precision == "bf16" or (
+        args.precision == "auto" and (device.type == "cuda" or cpu_has_native_bf16())
+    )
     torch.manual_seed(0)
     cfg, module, opt, it = build(args.data, args.batch, device, json.loads(args.overrides))
     print(
         f"device {device}, torch {torch.__version__}, batch {args.batch}, crops {cfg.size} px, "
         f"depth view {module.depth_view_augment.cfg.size} px, parameters {_count(module.model) / 1e6:.3f} M "
-        f"(depth branch {_count(module.model.depth_net) / 1e6:.3f} M)"
+        f"(depth branch {_count(module.model.depth_net) / 1e6:.3f} M), {'bf16 autocast' if bf16 else 'float32'}"
     )
 
     def eager(batch):
         return model_step(module.model, module.loss_fn, batch, training=True)
 
-    run(module, eager, opt, it, device, args.warmup, sync=False)
-    report("eager, synchronised per phase", run(module, eager, opt, it, device, args.steps, True), args.batch)
-    report("eager, as training runs", run(module, eager, opt, it, device, args.steps, False), args.batch)
+    run(module, eager, opt, it, device, args.warmup, sync=False, bf16=bf16)
+    report(
+        "eager, synchronised per phase",
+        run(module, eager, opt, it, device, args.steps, True, bf16=bf16),
+        args.batch,
+    )
+    report(
+        "eager, as training runs",
+        run(module, eager, opt, it, device, args.steps, False, bf16=bf16),
+        args.batch,
+    )
 
     if args.profile_steps > 0:
         from torch.profiler import ProfilerActivity, profile
 
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with profile(activities=acts) as prof:
-            run(module, eager, opt, it, device, args.profile_steps, False)
+            run(module, eager, opt, it, device, args.profile_steps, False, bf16=bf16)
         ka = prof.key_averages()
         print(ka.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=60))
         if device.type == "cuda":
@@ -155,20 +174,20 @@ def main() -> None:
 
         t0 = time.perf_counter()
         try:
-            run(module, compiled, opt, it, device, 3, sync=True)
+            run(module, compiled, opt, it, device, 3, sync=True, bf16=bf16)
         except Exception as e:  # report and go on: a failed mode is a finding, not a crash
             print(f"compile {mode}: failed: {type(e).__name__}: {str(e)[:300]}")
             continue
         print(f"compile {mode}: first 3 steps {time.perf_counter() - t0:.1f} s")
-        run(module, compiled, opt, it, device, args.warmup, sync=False)
+        run(module, compiled, opt, it, device, args.warmup, sync=False, bf16=bf16)
         report(
             f"compiled ({mode}), as training runs",
-            run(module, compiled, opt, it, device, args.steps, False),
+            run(module, compiled, opt, it, device, args.steps, False, bf16=bf16),
             args.batch,
         )
         report(
             f"compiled ({mode}), synchronised per phase",
-            run(module, compiled, opt, it, device, args.steps, True),
+            run(module, compiled, opt, it, device, args.steps, True, bf16=bf16),
             args.batch,
         )
 

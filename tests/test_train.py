@@ -684,3 +684,28 @@ def test_resume_from_a_file_that_is_not_a_training_checkpoint_is_named(
     torch.save(checkpoint_dict(create_model("tiny", **TINY)), weights)
     with pytest.raises(ValueError, match="weights.pt: not a checkpoint to resume from"):
         fit(_cfg(shard_dataset, tmp_path / "r", resume=str(weights)))
+
+
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "expected"),
+    [(False, False, "32"), (True, False, "bf16-mixed"), (False, True, "bf16-mixed")],
+)
+def test_auto_precision_on_cpu_takes_bf16_only_where_the_cpu_computes_it(
+    monkeypatch: pytest.MonkeyPatch, avx512_bf16: bool, amx: bool, expected: str
+) -> None:
+    from fgdepth.train import _precision
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    cfg = TrainConfig(data="d", out="o", accelerator="cpu")
+    assert _precision(cfg) == expected
+    for explicit in ("32", "bf16-mixed", "16-mixed"):  # an explicit choice is never second-guessed
+        assert _precision(TrainConfig(data="d", out="o", accelerator="cpu", precision=explicit)) == explicit
+
+
+def test_auto_precision_on_cpu_survives_a_torch_without_the_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fgdepth.train import _precision
+
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    assert _precision(TrainConfig(data="d", out="o", accelerator="cpu")) == "32"

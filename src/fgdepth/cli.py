@@ -321,7 +321,11 @@ def train_cmd(
         help="Validate, test and export a moving average of the weights with this decay per step, 0 = off "
         "\\[default: 0].",
     ),
-    precision: str | None = typer.Option(None, help="auto | bf16-mixed | 16-mixed | 32 \\[default: auto]."),
+    precision: str | None = typer.Option(
+        None,
+        help="auto | bf16-mixed | 16-mixed | 32 \\[default: auto: bf16-mixed on a GPU or on a CPU that computes "
+        "bf16 natively (AVX512-BF16, AMX); else 16-mixed on a GPU, 32 on a CPU].",
+    ),
     augment: bool | None = typer.Option(
         None, "--augment/--no-augment", help="Training augmentation \\[default: on]."
     ),
