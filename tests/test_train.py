@@ -709,3 +709,14 @@ def test_auto_precision_on_cpu_survives_a_torch_without_the_probes(monkeypatch: 
     monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
     assert _precision(TrainConfig(data="d", out="o", accelerator="cpu")) == "32"
+
+
+def test_a_run_records_the_precision_auto_chose(
+    shard_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    out = tmp_path / "r"
+    fit(_cfg(shard_dataset, out, max_steps=1, precision="auto"))
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["precision"] == "32" and summary["config"]["precision"] == "auto"

@@ -323,8 +323,8 @@ def train_cmd(
     ),
     precision: str | None = typer.Option(
         None,
-        help="auto | bf16-mixed | 16-mixed | 32 \\[default: auto: bf16-mixed on a GPU or on a CPU that computes "
-        "bf16 natively (AVX512-BF16, AMX); else 16-mixed on a GPU, 32 on a CPU].",
+        help="auto | bf16-mixed | 16-mixed | 32 \\[default: auto: bf16-mixed on a GPU that supports it, else "
+        "16-mixed; on a CPU bf16-mixed where it computes bf16 natively (AVX512-BF16, AMX), else 32].",
     ),
     augment: bool | None = typer.Option(
         None, "--augment/--no-augment", help="Training augmentation \\[default: on]."

@@ -303,7 +303,11 @@ def make_report(
         "depth_align": align,
         "model_input_size": predictor.size,
         "num_depth_samples": result["num_depth_samples"],
-        **{k: summary[k] for k in ("train_seconds", "global_step", "train_samples") if k in summary},
+        **{
+            k: summary[k]
+            for k in ("train_seconds", "global_step", "train_samples", "precision")
+            if k in summary
+        },
         "training_test_metrics": summary.get("test"),
         "train_config": config or None,
     }

@@ -76,9 +76,7 @@ class TrainConfig:
     max_minutes: float | None = 6.0  # time budget; the best checkpoint so far is kept
     val_every_steps: int = 200
     val_samples: int = 512  # validation uses at most this many held-out samples
-    precision: str = (
-        "auto"  # auto: bf16-mixed where the CPU or GPU computes bf16 natively, else 32 / 16-mixed
-    )
+    precision: str = "auto"  # auto: bf16-mixed where the device computes bf16 natively, else 32 / 16-mixed
     channels_last: bool = True
     grad_clip: float = 1.0
     # > 0: validate, test and export an exponential moving average of the weights (decay per step, warmed up as
@@ -997,6 +995,7 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
             "global_step": trainer.global_step,
             "best_checkpoint": str(best_path),
             "train_samples": n_train,
+            "precision": _precision(cfg),  # what "auto" chose on this machine
             "config": to_dict(cfg),
         }
         atomic_write_bytes(out / "metrics.json", json.dumps(summary, indent=2).encode())
