@@ -9,8 +9,8 @@ time printed apart.
 
 Usage: python benchmarks/train_step_profile.py DATA [--device cuda] [--batch 128] [--steps 30]
            [--compile reduce-overhead] [--compile default] [--profile-steps 5] [--precision auto|bf16|32]
-``--precision auto`` (the default) picks as ``fgdepth train --precision auto`` does: bf16 autocast on a GPU and on
-a CPU with native bf16 (AVX512-BF16 or AMX), float32 on other CPUs.
+``--precision auto`` (the default) picks through ``fgdepth train --precision auto``'s own rule: bf16 autocast on a
+GPU and on a CPU with native bf16 (AVX512-BF16 or AMX), float32 on other CPUs.
 DATA: a dataset written by ``fgdepth make-dataset`` (the demo's world, or a smaller one of the same kind).
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import time
 
@@ -26,8 +27,8 @@ import torch
 from fgdepth.train import (
     FgDataModule,
     TrainConfig,
+    _precision,
     compiled_training_parts,
-    cpu_has_native_bf16,
     make_module,
     model_config_for,
     model_step,
@@ -124,11 +125,10 @@ def main() -> None:
     ap.add_argument("--precision", choices=("auto", "bf16", "32"), default="auto")
     args = ap.parse_args()
     device = torch.device(args.device)
-    bf16 = args.precision == "bf16" or (
-        args.precision == "auto" and (device.type == "cuda" or cpu_has_native_bf16())
-    )
     torch.manual_seed(0)
     cfg, module, opt, it = build(args.data, args.batch, device, json.loads(args.overrides))
+    train_mixes = _precision(dataclasses.replace(cfg, accelerator=device.type)) != "32"  # on a GPU, always
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and train_mixes)
     print(
         f"device {device}, torch {torch.__version__}, batch {args.batch}, crops {cfg.size} px, "
         f"depth view {module.depth_view_augment.cfg.size} px, parameters {_count(module.model) / 1e6:.3f} M "

@@ -831,8 +831,9 @@ def trains_on_cuda(cfg: TrainConfig) -> bool:
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX). Without them oneDNN emulates bf16 and
-    bf16 autocast trains slower than float32: measured on a 2-core Xeon without either, the tiny preset at 96 px
-    ran 91 img/s under bf16 against 135 img/s in float32 (benchmarks/train_speed.py, docs/experiments.md)."""
+    bf16 autocast trains slower than float32: measured on a 2-core Xeon without either, the demo's step (tiny, 48 px
+    crops, 96 px depth views) ran 91 img/s under bf16 against 131 in float32 (benchmarks/train_speed.py,
+    docs/experiments.md)."""
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
@@ -897,6 +898,7 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     )
     for stage in ("val", "test"):  # an empty one raises now, not after the whole training
         dm.dataset(stage)
+    precision = _precision(cfg)
     try:  # before the run folder is touched: an --accelerator, --strategy or --precision it cannot use
         # (a typo, a missing package) must not cost an existing run (--overwrite) anything either
         max_steps = cfg.max_steps if cfg.max_steps > 0 else -1
@@ -910,7 +912,7 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
             devices=cfg.devices,
             strategy=cfg.strategy,
             num_nodes=cfg.num_nodes,
-            precision=_precision(cfg),
+            precision=precision,
             max_epochs=cfg.max_epochs,
             max_steps=max_steps,
             max_time={"minutes": cfg.max_minutes * (1 - _FINAL_VALIDATION_MARGIN / 2)}
@@ -931,7 +933,7 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     except (MisconfigurationException, ImportError, ValueError, RuntimeError) as e:
         raise ValueError(
             f"cannot train with accelerator {cfg.accelerator!r}, devices {cfg.devices!r}, strategy "
-            f"{cfg.strategy!r}, precision {_precision(cfg)!r}: {e}"
+            f"{cfg.strategy!r}, precision {precision!r}: {e}"
         ) from e
     if rank_zero_only.rank == 0:  # other ranks start once rank 0 may have written here already
         prepare_run_dir(out, resume=cfg.resume is not None, overwrite=cfg.overwrite)
@@ -995,7 +997,7 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
             "global_step": trainer.global_step,
             "best_checkpoint": str(best_path),
             "train_samples": n_train,
-            "precision": _precision(cfg),  # what "auto" chose on this machine
+            "precision": precision,  # what "auto" chose on this machine
             "config": to_dict(cfg),
         }
         atomic_write_bytes(out / "metrics.json", json.dumps(summary, indent=2).encode())
