@@ -75,7 +75,7 @@ def test_predict_image(model_file: Path, inputs: Path, tmp_path: Path) -> None:
           "--out", str(tmp_path), "--size", "64"])  # fmt: skip
     _check_outputs(tmp_path, "a", (60, 80))
     summary = json.loads((tmp_path / "predict.json").read_text())
-    assert summary["size"] == 64 and len(summary["outputs"]) == 1
+    assert summary["size"] == 64 and len(summary["outputs"]) == 1 and summary["warnings"] == []
 
 
 def test_predict_images_resizes_background(model_file: Path, inputs: Path, tmp_path: Path) -> None:
@@ -83,6 +83,48 @@ def test_predict_images_resizes_background(model_file: Path, inputs: Path, tmp_p
           "--out", str(tmp_path), "--size", "64"])  # fmt: skip
     _check_outputs(tmp_path, "a", (60, 80))
     _check_outputs(tmp_path, "b", (45, 60))
+
+
+def test_same_aspect_allows_rounding_not_stretching() -> None:
+    from fgdepth.data.codec import same_aspect
+
+    assert same_aspect((1080, 1920), (90, 160)) and same_aspect((60, 80), (45, 60))
+    assert same_aspect((1080, 1919), (90, 160))  # a side rounded to whole pixels
+    assert same_aspect((7, 9), (14, 19))  # half a pixel is a large share of a small side
+    assert not same_aspect((480, 640), (360, 640))  # 4:3 against 16:9
+    assert not same_aspect((200, 300), (100, 120))
+    assert not same_aspect((100, 100), (100, 104))  # 4 % wider
+
+
+def test_predict_warns_when_the_background_is_stretched(
+    model_file: Path, inputs: Path, tmp_path: Path
+) -> None:
+    # a background of another framing was silently stretched to each image: predicted, but named as suspect
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for name, (w, h) in {"scaled.png": (40, 30), "wide.png": (80, 45), "wide2.png": (80, 45)}.items():
+        cv2.imwrite(str(imgs / name), cv2.resize(_read(inputs / "imgs" / "a.jpg"), (w, h)))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["predict", "-c", str(model_file), "-b", str(inputs / "bg.png"), "--images",
+                                      str(imgs), "--out", str(out), "--size", "64"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "predict.json").read_text())
+    assert len(summary["outputs"]) == 3
+    # once per image size, naming the image and the background
+    assert len(summary["warnings"]) == 1 and str(imgs / "wide.png") in summary["warnings"][0]
+    assert "bg.png 80x60" in summary["warnings"][0] and "warning: " in result.output
+    _check_outputs(out, "wide", (45, 80))
+    # a video's frames are checked once, against the same background
+    video = tmp_path / "wide.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (80, 44))
+    for _ in range(2):
+        writer.write(np.zeros((44, 80, 3), np.uint8))
+    writer.release()
+    result = CliRunner().invoke(app, ["predict", "-c", str(model_file), "-b", str(inputs / "bg.png"), "--video",
+                                      str(video), "--out", str(tmp_path / "v"), "--size", "64"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    warnings = json.loads((tmp_path / "v" / "predict.json").read_text())["warnings"]
+    assert len(warnings) == 1 and "wide.mp4's frames" in warnings[0]
 
 
 def test_predict_images_skips_an_unreadable_one_and_predicts_the_rest(

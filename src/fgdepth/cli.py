@@ -518,6 +518,8 @@ def predict_cmd(
     outputs = summary["outputs"]
     frames = sum(o.get("frames", 1) for o in outputs)
     typer.echo(f"predicted {frames} image(s) at model size {summary['size']}; wrote {out}")
+    for warning in summary["warnings"]:
+        typer.secho(f"warning: {warning}", fg="yellow", err=True)
     if summary["skipped"]:
         skipped = summary["skipped"]
         _fail(

@@ -373,13 +373,34 @@ def output_stems(images: Sequence[Path]) -> list[str]:
     return [p.stem if counts[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.')}" for p in images]
 
 
+def _aspect_warnings(background: np.ndarray, image: np.ndarray, bg_name: str, image_name: str) -> list[str]:
+    """A warning (a list of one) when ``image`` and ``background`` differ in aspect ratio: the background, resized
+    to the image, is then stretched, so unless both were stretched alike (frames squashed to a square) they are not
+    one view; else none."""
+    if codec.same_aspect(background.shape[:2], image.shape[:2]):
+        return []
+    (bh, bw), (h, w) = background.shape[:2], image.shape[:2]
+    return [
+        f"{image_name} is {w}x{h} (aspect {w / h:.2f}), its background {bg_name} {bw}x{bh} ({bw / bh:.2f}): the "
+        "background is stretched to the image; unless both were stretched alike, give the empty scene as this "
+        "camera framed it"
+    ]
+
+
 def predict_images(
-    predictor: Predictor, background: np.ndarray, images: Sequence[Path], out: Path
+    predictor: Predictor,
+    background: np.ndarray,
+    images: Sequence[Path],
+    out: Path,
+    warnings: list[str] | None = None,
+    bg_name: str = "background",
 ) -> list[dict[str, str]]:
     """Predict every image file against ``background`` and write its four pictures under ``out``.
 
     An image that cannot be read is skipped, its entry ``{"input", "error"}``, and the others are predicted: one
-    corrupt frame in a folder of thousands must not cost the rest."""
+    corrupt frame in a folder of thousands must not cost the rest. ``warnings`` receives one
+    :func:`_aspect_warnings` per image size whose aspect ratio is not the background's."""
+    warned: set[tuple[int, int]] = set()
     out.mkdir(parents=True, exist_ok=True)
     written: list[dict[str, str]] = []
     stems = dict(zip(images, output_stems(images), strict=True))
@@ -394,6 +415,10 @@ def predict_images(
                 written.append({"input": str(p), "error": str(err)})
         if not paths:
             continue
+        for path, comp in zip(paths, comps, strict=True):
+            if warnings is not None and comp.shape[:2] not in warned:
+                warned.add(comp.shape[:2])
+                warnings += _aspect_warnings(background, comp, bg_name, str(path))
         bgs = [codec.fit_background(background, *c.shape[:2]) for c in comps]
         for path, comp, (mask, depth) in zip(paths, comps, predictor(bgs, comps), strict=True):
             stem = stems[path]
@@ -422,9 +447,17 @@ def _video_frames(path: Path, batch: int) -> Iterator[list[np.ndarray]]:
         cap.release()
 
 
-def predict_video(predictor: Predictor, background: np.ndarray, video: Path, out: Path) -> dict[str, object]:
+def predict_video(
+    predictor: Predictor,
+    background: np.ndarray,
+    video: Path,
+    out: Path,
+    warnings: list[str] | None = None,
+    bg_name: str = "background",
+) -> dict[str, object]:
     """Every frame of a static-camera ``video`` against one ``background``: picture folders and an MP4 (mp4v) of
-    overlay | depth colour. The depth colour range is fixed by the first batch so colours do not flicker."""
+    overlay | depth colour. The depth colour range is fixed by the first batch so colours do not flicker.
+    ``warnings`` receives an :func:`_aspect_warnings` if the frames' aspect ratio is not the background's."""
     cap = cv2.VideoCapture(str(video))
     fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
     cap.release()
@@ -437,6 +470,8 @@ def predict_video(predictor: Predictor, background: np.ndarray, video: Path, out
     writer, rng, n = None, None, 0
     try:
         for frames in _video_frames(video, max(1, predictor.batch_size)):
+            if n == 0 and warnings is not None:
+                warnings += _aspect_warnings(background, frames[0], bg_name, f"{video}'s frames")
             bg = codec.fit_background(background, *frames[0].shape[:2])
             preds = predictor([bg] * len(frames), frames)
             rng = rng or _depth_range([d for _, d in preds])
@@ -508,7 +543,8 @@ def predict(
     ``mask_scale``: the mask network's input enlargement in place of the checkpoint's (:func:`fgdepth.load_model`).
     ``register``: move and re-expose the background to match each input first (:mod:`fgdepth.register`).
 
-    Returns a summary ``{"model", "size", "outputs": [...]}`` (also written to ``out/predict.json``).
+    Returns a summary ``{"model", "size", "hfov", "register", "outputs", "skipped", "warnings"}`` (also written to
+    ``out/predict.json``).
     """
     if sum(x is not None for x in (image, images, video)) != 1:
         raise ValueError("give exactly one of image, images or video")
@@ -531,16 +567,17 @@ def predict(
         raise FileNotFoundError(f"no background image at {bg_path}")
     bg = read_rgb(bg_path)
     out = Path(out)
+    warnings: list[str] = []
     if video is not None:
         if not Path(video).is_file():
             raise FileNotFoundError(f"no video at {video}")
-        outputs: list = [predict_video(predictor, bg, Path(video), out)]
+        outputs: list = [predict_video(predictor, bg, Path(video), out, warnings, str(bg_path))]
     else:
         paths = [Path(image)] if image is not None else list_images(Path(images), exclude=bg_path)  # type: ignore[arg-type]
         missing = [str(p) for p in paths if not p.is_file()]
         if missing or not paths:
             raise FileNotFoundError(f"no input image at {', '.join(missing) or images}")
-        outputs = predict_images(predictor, bg, paths, out)
+        outputs = predict_images(predictor, bg, paths, out, warnings, str(bg_path))
     summary = {
         "model": predictor.name,
         "size": predictor.size,
@@ -548,6 +585,7 @@ def predict(
         "register": register,
         "outputs": [o for o in outputs if "error" not in o],
         "skipped": [o for o in outputs if "error" in o],  # inputs that could not be read, with the reason
+        "warnings": warnings,  # predicted, but perhaps not what was meant (_aspect_warnings)
     }
     write_atomic(out / "predict.json", json.dumps(summary, indent=2).encode())
     return summary

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import struct
 import tempfile
@@ -127,6 +128,14 @@ def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarra
     return cv2.resize(
         background, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     )
+
+
+def same_aspect(a_hw: tuple[int, int], b_hw: tuple[int, int]) -> bool:
+    """Whether two (height, width) sizes have one aspect ratio, up to rounding each side to whole pixels (1 %
+    more allowed): resizing one to the other then scales the picture, it does not stretch it."""
+    (ah, aw), (bh, bw) = a_hw, b_hw
+    slack = 0.5 / min(ah, aw) + 0.5 / min(bh, bw)  # each side may be off by half a pixel in either size
+    return abs(math.log((aw / ah) / (bw / bh))) <= 2 * slack + 0.01
 
 
 def mask_plane(image: np.ndarray) -> np.ndarray:
