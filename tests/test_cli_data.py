@@ -383,3 +383,13 @@ def test_cli_prints_its_version():
     r = runner.invoke(app, ["--version"])
     assert r.exit_code == 0, r.output
     assert r.output.strip() == f"fgdepth {fgdepth.__version__}"
+
+
+def test_make_dataset_bad_input_prints_its_error_without_a_progress_bar(tmp_path):
+    # the bar was drawn (at 0/?) before the inputs were read, so an error came after an empty bar
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(app, ["make-dataset", "--out", str(tmp_path / "ds"), "--bg-dir",
+                                      str(tmp_path / "empty"), "--fg-dir", str(tmp_path / "empty")])  # fmt: skip
+    assert result.exit_code != 0
+    assert result.output.startswith("error: ") and "empty: no images" in result.output
+    assert "make-dataset" not in result.output

@@ -56,7 +56,7 @@ def _progress(description: str, unit: str = "samples"):
             speed = task.finished_speed or task.speed
             return super().render(task).__class__(f"{speed:,.0f} {unit}/s" if speed else f"- {unit}/s")
 
-    with Progress(
+    bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -65,13 +65,19 @@ def _progress(description: str, unit: str = "samples"):
         TextColumn("left"),
         TimeRemainingColumn(),
         transient=False,
-    ) as bar:
-        task = bar.add_task(description, total=None)
+    )
+    task = bar.add_task(description, total=None)
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+    def update(done: int, total: int) -> None:
+        if not bar.live.is_started:  # shown from the first report: bad input fails with its message alone
+            bar.start()
+        bar.update(task, completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if bar.live.is_started:
+            bar.stop()
 
 
 def _parse_range(text: str) -> tuple[float, float]:
