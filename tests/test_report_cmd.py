@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -65,13 +66,24 @@ def test_make_report(run_dir: Path) -> None:
     )  # the run's folder and its parent
 
 
-def test_cli_report_other_data(run_dir: Path, tmp_path: Path) -> None:
+def test_cli_report_other_data(
+    run_dir: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     data = write_reference_folder(tmp_path / "other")
     result = CliRunner().invoke(app, ["report", str(run_dir), "--data", str(data), "--n", "1"])
     assert result.exit_code == 0, result.output
     assert str(data) in (run_dir / "report" / "report.html").read_text()
     missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
-    assert missing.exit_code == 2 and "no --data" in missing.output
+    assert missing.exit_code == 2 and "nope: no such run folder" in missing.output, missing.output
+    # a folder that is no run: named by what it lacks, not by "no config.data in" a metrics.json that is not there
+    (tmp_path / "empty").mkdir()
+    empty = CliRunner().invoke(app, ["report", str(tmp_path / "empty")])
+    assert empty.exit_code == 2 and "no checkpoint (looked for" in empty.output, empty.output
+    # a run whose checkpoint is an exported model (no training config): asks for --data
+    (tmp_path / "weights").mkdir()
+    shutil.copy(cached_model_file(tmp_path_factory), tmp_path / "weights" / "model.safetensors")
+    no_data = CliRunner().invoke(app, ["report", str(tmp_path / "weights")])
+    assert no_data.exit_code == 2 and "no --data given" in no_data.output, no_data.output
 
 
 def test_cli_export_parity(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
@@ -90,8 +102,6 @@ def test_cli_export_parity(tmp_path_factory: pytest.TempPathFactory, tmp_path: P
 
 def test_report_of_a_run_killed_before_it_wrote_metrics_json(run_dir: Path, tmp_path: Path) -> None:
     # a killed run has checkpoints but no metrics.json: "no --data given", though its checkpoint records the data
-    import shutil
-
     killed = tmp_path / "killed"
     shutil.copytree(run_dir / "checkpoints", killed / "checkpoints")
     path = make_report(killed, n=1)

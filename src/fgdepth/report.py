@@ -261,13 +261,19 @@ def make_report(
     from fgdepth.viz import depth_unit, prediction_grid
 
     run = Path(run_dir)
+    if not run.is_dir():
+        raise FileNotFoundError(f"{run}: no such run folder")
     summary_path = run / "metrics.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     # a run killed before it wrote metrics.json: its checkpoint records the same training config
     config = summary.get("config") or _checkpoint_train_config(run, summary)
     data = data if data is not None else config.get("data")
     if not data:
-        raise ValueError(f"{run}: no --data given and no config.data in {summary_path}")
+        # the checkpoint's absence is the first thing to fix; it names what it looked for
+        checkpoint = _run_checkpoint(run, summary)
+        raise ValueError(
+            f"{run}: no --data given, and neither {summary_path.name} nor {checkpoint} names the data"
+        )
     checkpoint = _run_checkpoint(run, summary)
     info = dataset_info(data)
     selection = summary.get("test_selection") or config.get("test_selection") or "test"
