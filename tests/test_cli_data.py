@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import SIZE, Inputs, imwrite_rgb, person_rgba
+from eval_helpers import cached_model_file
 from fgdepth.cli import app
 from fgdepth.data import schema
 from fgdepth.data.verify import verify_dataset
@@ -319,6 +320,28 @@ def test_show_names_a_selection_without_samples(shared_inputs, tmp_path):
 def test_inspect_without_manifest(tmp_path):
     r = runner.invoke(app, ["inspect", str(tmp_path)])
     assert r.exit_code == 1 and "no manifest" in r.output
+
+
+@pytest.mark.parametrize("command", ["inspect", "show", "evaluate", "label-depth", "train", "make-dataset"])
+def test_a_data_path_that_is_missing_or_a_file_is_named_as_such(command, tmp_path, tmp_path_factory):
+    # "nowhere/bg_fg: missing; expected the reference layout" or "no manifest" sent users looking inside a folder
+    # that is not there, and make-dataset --out on a file failed with "[Errno 20] Not a directory"
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a dataset")
+    for path, says in ((tmp_path / "nowhere", "no such dataset folder"), (a_file, "a file, not a")):
+        args = {
+            "inspect": ["inspect", str(path)],
+            "show": ["show", str(path), "-o", str(tmp_path / "s.png")],
+            "evaluate": ["evaluate", "-d", str(path), "-c", str(cached_model_file(tmp_path_factory))],
+            "label-depth": ["label-depth", str(path), "--teacher", str(tmp_path)],
+            "train": ["train", "--data", str(path), "--out", str(tmp_path / "run")],
+            "make-dataset": ["make-dataset", "--out", str(path), "--num-bg", "2", "--num-fg", "2"],
+        }[command]
+        if command == "make-dataset" and path == tmp_path / "nowhere":
+            continue  # a new --out is created
+        r = runner.invoke(app, args)
+        assert r.exit_code != 0 and f"{path}: {says}" in r.output, (command, path, r.output, r.exception)
+    assert a_file.read_text() == "not a dataset" and not (tmp_path / "run").exists()
 
 
 def test_make_dataset_refuses_other_settings_unless_overwrite(shared_inputs, tmp_path):

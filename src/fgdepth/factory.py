@@ -538,6 +538,8 @@ def _check_out_dir(root: Path, cfg: FactoryConfig, overwrite: bool) -> None:
     run_path = root / schema.RUN_NAME
     if not root.exists():
         return
+    if not root.is_dir():
+        raise ValueError(f"--out {root}: a file, not a folder for the dataset")
     if overwrite:
         _remove_owned(root)
         return

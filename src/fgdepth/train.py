@@ -40,6 +40,7 @@ from fgdepth.data.reader import (
     collate,
     depth_scale_of,
     read_manifest,
+    require_folder,
 )
 from fgdepth.losses import MultiTaskLoss, Weighting, resize_mask
 from fgdepth.model.checkpoint import EMA_PREFIX
@@ -301,9 +302,7 @@ class FgDataModule:
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
-        root = Path(cfg.data)
-        if not root.is_dir():
-            raise FileNotFoundError(f"{root}: no such dataset folder")
+        root = require_folder(cfg.data)
         self.manifest = read_manifest(root) if (root / schema.MANIFEST_NAME).is_file() else None
         self._sets: dict[str, Dataset] = {}
 

@@ -25,8 +25,18 @@ from fgdepth.intrinsics import focal_from_intrinsics
 NumpySample = dict
 
 
+def require_folder(root: str | Path) -> Path:
+    """``root`` as a Path; a missing path or a file is named as such, before "no manifest" or "no bg_fg/" in it."""
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: no such dataset folder")
+    if not root.is_dir():
+        raise ValueError(f"{root}: a file, not a dataset folder")
+    return root
+
+
 def read_manifest(root: str | Path) -> dict:
-    path = Path(root) / schema.MANIFEST_NAME
+    path = require_folder(root) / schema.MANIFEST_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no manifest; is {root} a finished fgdepth dataset?")
     try:
@@ -333,7 +343,7 @@ class FolderDataset(Dataset):
         transform: Callable[[NumpySample], NumpySample] | None = None,
         depth_scale: float | None = None,
     ):
-        self.root = Path(root)
+        self.root = require_folder(root)
         comp_dir = self.root / schema.COMP_DIR
         if not comp_dir.is_dir():
             raise FileNotFoundError(
