@@ -344,6 +344,34 @@ def test_a_data_path_that_is_missing_or_a_file_is_named_as_such(command, tmp_pat
     assert a_file.read_text() == "not a dataset" and not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("command", ["make-dataset", "train", "predict", "demo"])
+def test_an_out_folder_that_is_a_file_is_refused_by_name(command, tmp_path, tmp_path_factory):
+    # mkdir on a file failed as "[Errno 17] File exists: 'notes.txt'" (demo: a traceback), naming no option
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    image = tmp_path / "image.png"
+    imwrite_rgb(image, np.full((SIZE, SIZE, 3), 128, np.uint8))
+    args = {
+        "make-dataset": ["make-dataset", "--out", str(a_file), "--num-bg", "2", "--num-fg", "2"],
+        "train": ["train", "--data", str(tmp_path), "--out", str(a_file)],
+        "predict": [
+            "predict",
+            "-c",
+            str(cached_model_file(tmp_path_factory)),
+            "--background",
+            str(image),
+            "--image",
+            str(image),
+            "--out",
+            str(a_file),
+        ],  # fmt: skip
+        "demo": ["demo", "--out", str(a_file)],
+    }[command]
+    r = runner.invoke(app, args)
+    assert r.exit_code != 0 and f"--out {a_file}: a file, not a folder" in r.output, (r.output, r.exception)
+    assert a_file.read_text() == "keep me"
+
+
 def test_make_dataset_refuses_other_settings_unless_overwrite(shared_inputs, tmp_path):
     out = tmp_path / "ds"
     _ok(runner.invoke(app, make_args(shared_inputs, out)))

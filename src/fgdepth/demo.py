@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fgdepth.config import FactoryConfig
-from fgdepth.data.codec import atomic_write_bytes
+from fgdepth.data.codec import atomic_write_bytes, require_out_folder
 from fgdepth.metrics import HEADLINE_KEYS
 from fgdepth.train import TrainConfig, trains_on_cuda
 
@@ -76,7 +76,7 @@ def run_demo(
     from fgdepth.train import fit
 
     cfg = cfg or DemoConfig()
-    out = Path(out)
+    out = require_out_folder(out)
     timings: dict[str, float] = {}
 
     data = out / "data"

@@ -536,10 +536,8 @@ def _same_setting(key: str, previous: object, current: object) -> bool:
 def _check_out_dir(root: Path, cfg: FactoryConfig, overwrite: bool) -> None:
     """Refuse to mix datasets: resume only a run with the same identity; --overwrite clears fgdepth's files only."""
     run_path = root / schema.RUN_NAME
-    if not root.exists():
+    if not codec.require_out_folder(root).exists():
         return
-    if not root.is_dir():
-        raise ValueError(f"--out {root}: a file, not a folder for the dataset")
     if overwrite:
         _remove_owned(root)
         return

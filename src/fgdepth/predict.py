@@ -548,6 +548,7 @@ def predict(
     """
     if sum(x is not None for x in (image, images, video)) != 1:
         raise ValueError("give exactly one of image, images or video")
+    codec.require_out_folder(out)
     if images is not None and Path(out).resolve() == Path(images).resolve():
         # its outputs (<stem>_mask.png, ...) would be read as inputs by the next run into it
         raise ValueError(f"--out is the --images folder {images}: give another folder for the outputs")

@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from fgdepth.config import from_dict, require, to_dict
-from fgdepth.data import schema
+from fgdepth.data import codec, schema
 from fgdepth.data.augment import AugmentConfig, BatchAugment, resize_batch
 from fgdepth.data.codec import atomic_write_bytes
 from fgdepth.data.reader import (
@@ -881,7 +881,7 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     from fgdepth.model.checkpoint import save_model
 
     pl.seed_everything(cfg.seed, workers=True)
-    out = Path(cfg.out)
+    out = codec.require_out_folder(cfg.out)
     dm = FgDataModule(cfg)  # the data first: a wrong --data must cost an existing run (--overwrite) nothing
     model_config = model_config_for(cfg, dm)
     n_train = len(dm.dataset("train"))

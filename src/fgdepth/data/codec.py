@@ -190,6 +190,15 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
+def require_out_folder(path: str | Path, option: str = "--out") -> Path:
+    """``path`` as a Path, refused where it is a file: a folder that exists or will be made for the outputs
+    (``mkdir`` on a file fails as "[Errno 17] File exists", naming neither the option nor the fix)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {path}: a file, not a folder for the outputs")
+    return path
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write under a unique temporary name in the same folder, then rename: a reader never sees half a file, and
     a failed write leaves no temporary behind (a killed one leaves ``.<name>.*.tmp``, which resumes remove).
