@@ -1,5 +1,6 @@
 """How a checkpoint's mask holds when the two shots differ as a real camera's do: JPEG, exposure, white balance,
-sensor noise, a pixel of misalignment, and all of them at once.
+sensor noise, a pixel of misalignment, and all of them at once; and when the camera is softer than the training
+world's renders (both shots blurred alike) or its focus changed between the shots (the composite blurred).
 
 Usage:
     python benchmarks/shot_differences.py CKPT DATA [--selection test] [--limit 1000] [--seed 0]
@@ -64,6 +65,10 @@ def _rotate(image: np.ndarray, degrees: float) -> np.ndarray:
     return cv2.warpAffine(image, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
 
 
+def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    return cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+
+
 def _all(bg: np.ndarray, comp: np.ndarray, rng: np.random.Generator) -> Shots:
     bg = _shift(_gain(bg, (1.1, 1.05, 0.95)), 1, 0)
     return _noise(_jpeg(bg, 60), 3.0, rng), _noise(comp, 3.0, rng)
@@ -81,6 +86,9 @@ CHANGES: dict[str, Callable[[np.ndarray, np.ndarray, np.random.Generator], Shots
     "background shifted 3 px": lambda bg, comp, rng: (_shift(bg, 3, 3), comp),
     "background rotated 0.5 degrees": lambda bg, comp, rng: (_rotate(bg, 0.5), comp),
     "all: x1.1 warm, 1 px, q60, noise 3": _all,
+    "both shots blurred sigma 0.8 px": lambda bg, comp, rng: (_blur(bg, 0.8), _blur(comp, 0.8)),
+    "both shots blurred sigma 1.2 px": lambda bg, comp, rng: (_blur(bg, 1.2), _blur(comp, 1.2)),
+    "composite blurred sigma 0.8 px": lambda bg, comp, rng: (bg, _blur(comp, 0.8)),
 }
 
 

@@ -308,3 +308,41 @@ def test_blur_and_jpeg_computed_on_the_chosen_images_only_match_the_whole_batch(
         assert not torch.equal(out[1], x[1]) and torch.equal(out[0], x[0])
         assert _on_some(fn, x, param, torch.zeros(4, dtype=torch.bool)) is x
     assert torch.equal(x, before)  # the input is left as it was
+
+
+def test_shared_blur_gives_both_shots_one_sigma_and_keeps_how_often_each_is_blurred() -> None:
+    # one camera's optics blur both shots alike; independent draws blurred the composite alone as often as both
+    g = torch.Generator().manual_seed(0)
+    texture = torch.rand(256, 3, 24, 24, generator=g)
+    batch = {
+        schema.BACKGROUND: texture,
+        schema.COMPOSITE: texture.clone(),
+        schema.MASK: torch.zeros(256, 1, 24, 24),
+        schema.DEPTH: torch.ones(256, 1, 24, 24),
+        schema.DEPTH_VALID: torch.ones(256, 1, 24, 24),
+    }
+    still = dict(
+        size=24, min_crop_scale=1.0, scale_jitter=1.0, flip_p=0.0, bg_shift_px=0.0, brightness=0.0,
+        contrast=0.0, saturation=0.0, gamma=0.0, white_balance=0.0, shot_exposure=0.0, shot_white_balance=0.0,
+        noise_std=0.0, jpeg_p=0.0,
+    )  # fmt: skip
+
+    def blurred(shared_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+        def run(blur_p: float) -> dict:
+            cfg = AugmentConfig(**still, blur_p=blur_p, blur_shared_p=shared_p)
+            return BatchAugment(cfg)(batch, torch.Generator().manual_seed(1))
+
+        sharp, out = run(0.0), run(0.4)  # the same draws; blur_p only decides which of them blur
+        return tuple(
+            (out[k] - sharp[k]).abs().flatten(1).amax(1) > 1e-6 for k in (schema.BACKGROUND, schema.COMPOSITE)
+        )
+
+    bg, comp = blurred(1.0)
+    assert torch.equal(bg, comp) and 0.25 < float(bg.float().mean()) < 0.55
+    out = BatchAugment(AugmentConfig(**still, blur_p=0.4, blur_shared_p=1.0))(
+        batch, torch.Generator().manual_seed(1)
+    )
+    assert torch.equal(out[schema.BACKGROUND], out[schema.COMPOSITE])  # the same sigma, not only both blurred
+    bg, comp = blurred(0.0)  # independent draws: as often blurred, seldom together
+    assert 0.25 < float(comp.float().mean()) < 0.55 and float((bg & comp).float().mean()) < 0.3
+    assert not torch.equal(bg, comp)

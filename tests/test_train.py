@@ -340,12 +340,18 @@ def test_depth_branch_trains_on_whole_image_views(shard_dataset: Path, tmp_path:
     import fgdepth
     from fgdepth.model import create_model
     from fgdepth.model.dual_unet import DualUNet
-    from fgdepth.train import depth_view_augment_config
+    from fgdepth.train import augment_config, depth_view_augment_config
 
     view_aug = depth_view_augment_config(
         {"size": 32, "infer_size": 48, "augment_config": {"crop_fraction": 0.4, "noise_std": 0.0}}, 0.5
     )
     assert view_aug.size == 24 and view_aug.crop_fraction is None and view_aug.noise_std == 0.0
+    # the crops' stronger, shared blur is the mask's; the branch's views keep theirs unless the run sets one
+    crops = augment_config({"size": 32, "infer_size": 48})
+    assert (crops.blur_p, crops.blur_sigma, crops.blur_shared_p) == (0.5, 1.5, 0.8)
+    assert (view_aug.blur_p, view_aug.blur_sigma, view_aug.blur_shared_p) == (0.3, 1.0, 0.0)
+    own_blur = depth_view_augment_config({"size": 32, "augment_config": {"blur_sigma": 2.0}}, 0.5)
+    assert (own_blur.blur_p, own_blur.blur_sigma) == (0.3, 2.0)
     # training's view has the size of the model's own view at inference, also where 98 x 0.6 = 58.8 is not whole
     own_view = create_model("tiny").depth_view(torch.zeros(1, 3, 98, 98))
     assert depth_view_augment_config({"size": 64, "infer_size": 98}, 0.6).size == own_view.shape[-1] == 58
