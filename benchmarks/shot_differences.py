@@ -1,6 +1,7 @@
 """How a checkpoint's mask holds when the two shots differ as a real camera's do: JPEG, exposure, white balance,
-sensor noise, a pixel of misalignment, and all of them at once; and when the camera is softer than the training
-world's renders (both shots blurred alike) or its focus changed between the shots (the composite blurred).
+sensor noise, a pixel of misalignment, and all of them at once; light that changed over part of the room; and
+when the camera is softer than the training world's renders (both shots blurred alike) or its focus changed
+between the shots (the composite blurred).
 
 Usage:
     python benchmarks/shot_differences.py CKPT DATA [--selection test] [--limit 1000] [--seed 0]
@@ -65,6 +66,27 @@ def _rotate(image: np.ndarray, degrees: float) -> np.ndarray:
     return cv2.warpAffine(image, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
 
 
+def _light_field(image: np.ndarray, field: np.ndarray) -> np.ndarray:
+    """``image`` (H, W, 3) times a gain ``field`` (H, W): light that changed over part of the room."""
+    return np.clip(image.astype(np.float32) * field[..., None], 0, 255).round().astype(np.uint8)
+
+
+def _side_light(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Gain rising from ``lo`` at the left edge to ``hi`` at the right: a window's light that changed."""
+    w = image.shape[1]
+    return _light_field(image, np.broadcast_to(np.linspace(lo, hi, w, dtype=np.float32), image.shape[:2]))
+
+
+def _light_pool(image: np.ndarray, gain: float, rng: np.random.Generator) -> np.ndarray:
+    """A soft pool of light (a lamp switched on, a patch of sun) at a random place: gain ``gain`` at its centre,
+    its radius a quarter of the image's side."""
+    h, w = image.shape[:2]
+    cy, cx = rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r2 = ((yy - cy) ** 2 + (xx - cx) ** 2) / (0.25 * min(h, w)) ** 2
+    return _light_field(image, 1 + (gain - 1) * np.exp(-r2).astype(np.float32))
+
+
 def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
 
@@ -86,6 +108,11 @@ CHANGES: dict[str, Callable[[np.ndarray, np.ndarray, np.random.Generator], Shots
     "background shifted 3 px": lambda bg, comp, rng: (_shift(bg, 3, 3), comp),
     "background rotated 0.5 degrees": lambda bg, comp, rng: (_rotate(bg, 0.5), comp),
     "all: x1.1 warm, 1 px, q60, noise 3": _all,
+    "background lit x0.85 -> x1.15 across": lambda bg, comp, rng: (_side_light(bg, 0.85, 1.15), comp),
+    "a pool of light x1.3 on the background": lambda bg, comp, rng: (_light_pool(bg, 1.3, rng), comp),
+    "a pool of shade x0.75 on the background": lambda bg, comp, rng: (_light_pool(bg, 0.75, rng), comp),
+    "a pool of shade x0.5 on the background": lambda bg, comp, rng: (_light_pool(bg, 0.5, rng), comp),
+    "a pool of light x1.6 on the background": lambda bg, comp, rng: (_light_pool(bg, 1.6, rng), comp),
     "both shots blurred sigma 0.8 px": lambda bg, comp, rng: (_blur(bg, 0.8), _blur(comp, 0.8)),
     "both shots blurred sigma 1.2 px": lambda bg, comp, rng: (_blur(bg, 1.2), _blur(comp, 1.2)),
     "composite blurred sigma 0.8 px": lambda bg, comp, rng: (bg, _blur(comp, 0.8)),

@@ -17,6 +17,7 @@ from fgdepth.data.augment import (
     box_filter,
     geometric,
     jpeg_simulate,
+    light_field,
     mask_centroid,
     random_crop_theta,
 )
@@ -257,7 +258,7 @@ def test_jpeg_simulation_is_close_to_a_real_jpeg():
 
 _NO_PHOTOMETRY = dict(
     brightness=0.0, contrast=0.0, saturation=0.0, gamma=0.0, white_balance=0.0, shot_exposure=0.0,
-    shot_white_balance=0.0, noise_std=0.0, blur_p=0.0, jpeg_p=0.0, bg_shift_px=0.0,
+    shot_white_balance=0.0, noise_std=0.0, blur_p=0.0, jpeg_p=0.0, bg_shift_px=0.0, light_p=0.0,
 )  # fmt: skip
 
 
@@ -324,7 +325,7 @@ def test_shared_blur_gives_both_shots_one_sigma_and_keeps_how_often_each_is_blur
     still = dict(
         size=24, min_crop_scale=1.0, scale_jitter=1.0, flip_p=0.0, bg_shift_px=0.0, brightness=0.0,
         contrast=0.0, saturation=0.0, gamma=0.0, white_balance=0.0, shot_exposure=0.0, shot_white_balance=0.0,
-        noise_std=0.0, jpeg_p=0.0,
+        noise_std=0.0, jpeg_p=0.0, light_p=0.0,
     )  # fmt: skip
 
     def blurred(shared_p: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -346,3 +347,53 @@ def test_shared_blur_gives_both_shots_one_sigma_and_keeps_how_often_each_is_blur
     bg, comp = blurred(0.0)  # independent draws: as often blurred, seldom together
     assert 0.25 < float(comp.float().mean()) < 0.55 and float((bg & comp).float().mean()) < 0.3
     assert not torch.equal(bg, comp)
+
+
+def test_light_field_is_the_gain_at_its_centre_and_one_far_from_it() -> None:
+    field = light_field(
+        torch.tensor([[0.0, 0.0], [1.0, -1.0]]), torch.tensor([0.4, 0.4]), torch.tensor([0.7, -0.7]), (21, 21)
+    )
+    assert field.shape == (2, 1, 21, 21)
+    assert float(field[0, 0, 10, 10]) == pytest.approx(math.exp(0.7), rel=1e-3)  # the centre pixel
+    assert float(field[0, 0, 0, 0]) == pytest.approx(1.0, abs=1e-3)  # far corner
+    assert float(field[1, 0].min()) == pytest.approx(float(field[1, 0, 0, 20]))  # shade, darkest at (1, -1)
+    assert float(field[1, 0].min()) < 0.6 and float(field[1, 0].max()) <= 1.0
+
+
+def test_light_changes_one_shot_by_a_smooth_gain_and_leaves_mask_and_depth() -> None:
+    # light that changed over part of the room: one shot, either, is re-lit; the other, the mask and depth are not
+    g = torch.Generator().manual_seed(0)
+    n = 128
+    texture = 0.1 + 0.35 * torch.rand(n, 3, 24, 24, generator=g)  # no clipping at gains up to 2
+    mask = (torch.rand(n, 1, 24, 24, generator=g) > 0.5).float()  # stands for people: light ignores it
+    batch = {
+        schema.BACKGROUND: texture,
+        schema.COMPOSITE: texture.clone(),
+        schema.MASK: mask,
+        schema.DEPTH: torch.ones(n, 1, 24, 24),
+        schema.DEPTH_VALID: torch.ones(n, 1, 24, 24),
+    }
+    still = dict(
+        size=24, min_crop_scale=1.0, scale_jitter=1.0, flip_p=0.0, bg_shift_px=0.0, brightness=0.0,
+        contrast=0.0, saturation=0.0, gamma=0.0, white_balance=0.0, shot_exposure=0.0, shot_white_balance=0.0,
+        noise_std=0.0, jpeg_p=0.0, blur_p=0.0,
+    )  # fmt: skip
+    # the same draws without light: light_p only decides which shots are lit
+    unlit = BatchAugment(AugmentConfig(**still, light_p=0.0))(batch, torch.Generator().manual_seed(1))
+    out = BatchAugment(AugmentConfig(**still, light_p=1.0))(batch, torch.Generator().manual_seed(1))
+    changed = {
+        k: (out[k] - unlit[k]).abs().flatten(1).amax(1) > 1e-3 for k in (schema.BACKGROUND, schema.COMPOSITE)
+    }
+    assert torch.equal(changed[schema.BACKGROUND], ~changed[schema.COMPOSITE])  # one shot each time
+    assert 0.3 < float(changed[schema.COMPOSITE].float().mean()) < 0.7  # either
+    pick = changed[schema.COMPOSITE].view(-1, 1, 1, 1)
+    gain = torch.where(pick, out[schema.COMPOSITE], out[schema.BACKGROUND]) / torch.where(
+        pick, unlit[schema.COMPOSITE], unlit[schema.BACKGROUND]
+    )  # one gain for the three channels, varying smoothly over the image
+    assert torch.allclose(gain, gain[:, :1].expand_as(gain), atol=1e-4)
+    assert float((gain[..., 1:] - gain[..., :-1]).abs().max()) < 0.5
+    assert float(gain.amin()) > 0.45 and float(gain.amax()) < 2.05
+    assert float(gain.amin()) < 0.8 and float(gain.amax()) > 1.4  # shade and light both drawn
+    assert torch.equal(out[schema.MASK], unlit[schema.MASK]) and torch.equal(
+        out[schema.DEPTH], unlit[schema.DEPTH]
+    )

@@ -350,6 +350,7 @@ def test_depth_branch_trains_on_whole_image_views(shard_dataset: Path, tmp_path:
     crops = augment_config({"size": 32, "infer_size": 48})
     assert (crops.blur_p, crops.blur_sigma, crops.blur_shared_p) == (0.5, 1.5, 0.8)
     assert (view_aug.blur_p, view_aug.blur_sigma, view_aug.blur_shared_p) == (0.3, 1.0, 0.0)
+    assert (crops.light_p, view_aug.light_p) == (0.3, 0.0)  # light between the shots: the mask's crops only
     own_blur = depth_view_augment_config({"size": 32, "augment_config": {"blur_sigma": 2.0}}, 0.5)
     assert (own_blur.blur_p, own_blur.blur_sigma) == (0.3, 2.0)
     # training's view has the size of the model's own view at inference, also where 98 x 0.6 = 58.8 is not whole

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from fgdepth.config import from_dict, require, to_dict
 from fgdepth.data import codec, schema
-from fgdepth.data.augment import DEPTH_VIEW_BLUR, AugmentConfig, BatchAugment, resize_batch
+from fgdepth.data.augment import DEPTH_VIEW_DEFAULTS, AugmentConfig, BatchAugment, resize_batch
 from fgdepth.data.codec import atomic_write_bytes
 from fgdepth.data.reader import (
     FolderDataset,
@@ -796,12 +796,12 @@ def augment_config(train_config: dict) -> AugmentConfig:
 
 def depth_view_augment_config(train_config: dict, depth_scale: float) -> AugmentConfig:
     """The augmentation of a depth branch's view: the whole image (zoom <= 1.3x, as without ``infer_size``) at
-    ``depth_scale`` times the run's input size; the photometric settings of the run, the blur's defaults those of
-    :data:`fgdepth.data.augment.DEPTH_VIEW_BLUR`."""
+    ``depth_scale`` times the run's input size; the photometric settings of the run, the blur's and the light's
+    defaults those of :data:`fgdepth.data.augment.DEPTH_VIEW_DEFAULTS`."""
     extra = dict(train_config.get("augment_config") or {})
     extra.pop("crop_fraction", None)
     extra.pop("person_crop_p", None)  # the view is the whole room
-    extra = {**DEPTH_VIEW_BLUR, **extra}  # the run's own blur settings, where it gives them, for both
+    extra = {**DEPTH_VIEW_DEFAULTS, **extra}  # the run's own blur and light, where it gives them, for both
     # floor, as F.interpolate(scale_factor=depth_scale) sizes the model's own view (DualUNet.depth_view)
     size = max(8, math.floor(run_input_size(train_config) * depth_scale))
     return from_dict(AugmentConfig, {**extra, "size": size})
