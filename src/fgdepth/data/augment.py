@@ -326,7 +326,7 @@ class AugmentConfig:
     # the crop, its centre anywhere within 1.5 half-sides of the crop's centre. Without it a pool of shade x0.5
     # on the background (shot_differences) cut test IoU to about 0.3: the shade became a person. Tiny, 1,000
     # steps, means over two seeds: shade x0.5 0.310 -> 0.876, light x1.6 0.695 -> 0.874, as stored 0.903 ->
-    # 0.901; the 6-minute demo's mask dipped late in one of two seeds (docs/experiments.md, session 28).
+    # 0.901; the 6-minute demo's mask dipped late in one of three seeds (docs/experiments.md, session 28).
     light_p: float = 0.3
     light_gain: float = 0.7
     # the probability that a crop is moved to hold the person (the mask's centroid): more outline per step where
