@@ -727,3 +727,96 @@ def test_a_run_records_the_precision_auto_chose(
     fit(_cfg(shard_dataset, out, max_steps=1, precision="auto"))
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["precision"] == "32" and summary["config"]["precision"] == "auto"
+
+
+def test_merge_depth_branch_takes_the_branch_from_its_own_step(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from fgdepth.train import DEPTH_BRANCH_STEP_KEY, merge_depth_branch
+
+    ckpt = tmp_path / "best.ckpt"
+    state = {"model.head.weight": torch.zeros(2), "model.depth_net.stem.weight": torch.zeros(3)}
+    torch.save({"state_dict": state, "global_step": 10}, ckpt)
+    branch = tmp_path / "branch.safetensors"
+    save_file({"model.depth_net.stem.weight": torch.ones(3)}, str(branch), metadata={"step": "10"})
+    assert merge_depth_branch(ckpt, branch) is None  # the checkpoint's own step: nothing to do
+    assert torch.equal(torch.load(ckpt, weights_only=True)["state_dict"]["model.depth_net.stem.weight"], state[
+        "model.depth_net.stem.weight"])  # fmt: skip
+    save_file({"model.depth_net.stem.weight": torch.ones(3)}, str(branch), metadata={"step": "6"})
+    assert merge_depth_branch(ckpt, branch) == 6
+    merged = torch.load(ckpt, weights_only=True)
+    assert torch.equal(merged["state_dict"]["model.depth_net.stem.weight"], torch.ones(3))
+    assert torch.equal(merged["state_dict"]["model.head.weight"], torch.zeros(2))  # the mask's step's own
+    assert merged[DEPTH_BRANCH_STEP_KEY] == 6 and merged["global_step"] == 10
+    # a branch file with other weights than the checkpoint's branch (an average switched on) is not merged
+    save_file({"ema_model.depth_net.stem.weight": torch.full((3,), 2.0)}, str(branch), metadata={"step": "4"})
+    assert merge_depth_branch(ckpt, branch) is None
+    assert torch.equal(
+        torch.load(ckpt, weights_only=True)["state_dict"]["model.depth_net.stem.weight"], torch.ones(3)
+    )
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_best_checkpoint_takes_the_depth_branch_from_the_best_depth_validation(
+    shard_dataset: Path, tmp_path: Path
+) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from fgdepth.train import DEPTH_BRANCH_BEST, DEPTH_BRANCH_STEP_KEY, is_depth_branch_key
+
+    out = tmp_path / "r"
+    branch = {**TINY, "block_kinds": ("fused",) * 4, "depth_activation": "exp"}
+    fit(_cfg(shard_dataset, out, infer_size=48, max_steps=8, model_overrides={**TINY, "depth_branch": branch,
+                                                                                "depth_scale": 0.5}))  # fmt: skip
+    branch_file = out / "checkpoints" / DEPTH_BRANCH_BEST
+    with safe_open(str(branch_file), "pt") as f:
+        meta = f.metadata()
+    with open(out / "logs" / "metrics.csv", newline="") as f:
+        val = [
+            (int(r["step"]), float(r["val/depth_abs_rel"]))
+            for r in csv.DictReader(f)
+            if r.get("val/depth_abs_rel")
+        ]
+    assert len(val) >= 3
+    assert float(meta["val_depth_abs_rel"]) == pytest.approx(min(v for _, v in val), rel=1e-6)
+    assert 0 < int(meta["step"]) <= 8  # a global step (the CSV's validation rows are one step behind it)
+    best = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    saved = load_file(str(branch_file))
+    assert set(saved) == {k for k in best["state_dict"] if is_depth_branch_key(k)} and saved
+    for k, v in saved.items():
+        torch.testing.assert_close(best["state_dict"][k], v, rtol=0, atol=0)
+    summary = json.loads((out / "metrics.json").read_text())
+    if int(meta["step"]) == best["global_step"]:
+        assert summary["depth_branch_step"] is None and DEPTH_BRANCH_STEP_KEY not in best
+    else:
+        assert summary["depth_branch_step"] == best[DEPTH_BRANCH_STEP_KEY] == int(meta["step"])
+
+
+def test_a_depth_branch_best_at_another_step_goes_into_best_ckpt(
+    shard_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wiring when the depth's best validation is not the mask's: a monitor that never improves after the first
+    validation (the depth weight, fixed at 1) puts that validation's branch (global step 2, val_every_steps) into
+    best.ckpt, with the final step's mask network."""
+    import fgdepth.train as train
+    from fgdepth.model.checkpoint import load_model
+
+    monkeypatch.setattr(train, "_DEPTH_MONITOR", "train/w_depth")
+    out = tmp_path / "r"
+    branch = {**TINY, "block_kinds": ("fused",) * 4, "depth_activation": "exp"}
+    fit(_cfg(shard_dataset, out, infer_size=48, max_steps=6, model_overrides={**TINY, "depth_branch": branch,
+                                                                                "depth_scale": 0.5}))  # fmt: skip
+    best = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert best["global_step"] == last["global_step"] == 6  # the mask's best: its final weights here
+    assert best[train.DEPTH_BRANCH_STEP_KEY] == 2
+    assert json.loads((out / "metrics.json").read_text())["depth_branch_step"] == 2
+    for k, v in best["state_dict"].items():
+        same = torch.equal(v, last["state_dict"][k])
+        if train.is_depth_branch_key(k) and v.is_floating_point() and v.ndim == 4:
+            assert not same, k  # step 2's branch, not step 6's
+        elif not train.is_depth_branch_key(k):
+            assert same, k
+    model = load_model(out / "checkpoints" / "best.ckpt")  # the merged checkpoint still rebuilds the model
+    assert model.depth_net is not None

@@ -848,6 +848,84 @@ def _precision(cfg: TrainConfig) -> str:
 
 
 _MONITOR = "val/mask_iou"  # the best checkpoint's metric
+# A depth branch is a network of its own (DualUNetConfig.depth_branch), so best.ckpt takes the branch's weights
+# from the validation with the best depth, not from the best mask's: in session 28 one demo's mask dipped late
+# (validation IoU 0.888 -> 0.790) and its depth was kept at the earlier, less trained step (docs/experiments.md).
+_DEPTH_MONITOR = "val/depth_abs_rel"  # lower is better
+DEPTH_BRANCH_BEST = "best_depth_branch.safetensors"  # in <out>/checkpoints: the branch at its best validation
+DEPTH_BRANCH_STEP_KEY = "fgdepth_depth_branch_step"  # in a merged best.ckpt: the step its branch comes from
+
+
+def is_depth_branch_key(key: str) -> bool:
+    """Whether a Lightning state-dict key is the depth branch's (``model.depth_net.*``, ``ema_model.depth_net.*``)."""
+    return ".depth_net." in f".{key}"
+
+
+def depth_branch_best_callback(path: Path, resume: bool):
+    """A Lightning callback that writes the depth branch's weights (raw and averaged) to ``path`` (safetensors,
+    atomically; its step and ``val/depth_abs_rel`` in the metadata) at each validation that lowers that score.
+    Resuming (``resume``) starts from the score already in ``path``."""
+    import lightning.pytorch as pl
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    class DepthBranchBest(pl.Callback):
+        def __init__(self) -> None:
+            self.best: float | None = None
+            self.step: int | None = None
+            if resume and path.is_file():
+                with safe_open(str(path), "pt") as f:
+                    meta = f.metadata() or {}
+                self.best, self.step = float(meta["val_depth_abs_rel"]), int(meta["step"])
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            score = trainer.callback_metrics.get(_DEPTH_MONITOR)
+            if trainer.sanity_checking or score is None or not math.isfinite(float(score)):
+                return
+            if self.best is not None and float(score) >= self.best:
+                return
+            self.best, self.step = float(score), int(trainer.global_step)
+            if trainer.is_global_zero:
+                tensors = {
+                    k: v.detach().cpu().contiguous()
+                    for k, v in pl_module.state_dict().items()
+                    if is_depth_branch_key(k)
+                }
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(path.name + ".tmp")
+                save_file(
+                    tensors, str(tmp), metadata={"step": str(self.step), "val_depth_abs_rel": repr(self.best)}
+                )
+                os.replace(tmp, path)
+
+    return DepthBranchBest()
+
+
+def merge_depth_branch(checkpoint: Path, branch: Path) -> int | None:
+    """Put ``branch``'s depth-branch weights (:func:`depth_branch_best_callback`'s file) into the Lightning
+    ``checkpoint`` in place (written to a temporary name, then renamed), recording their step under
+    ``DEPTH_BRANCH_STEP_KEY``. -> that step; None, the checkpoint untouched, where it is the checkpoint's own step
+    or the two hold different branch weights (a run that switched its average on or off when resumed)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(branch), "pt") as f:
+        step = int((f.metadata() or {})["step"])
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = saved["state_dict"]
+    tensors = load_file(str(branch))
+    if step == int(saved.get("global_step", -1)) or set(tensors) != {
+        k for k in state if is_depth_branch_key(k)
+    }:
+        return None
+    state.update(tensors)
+    saved[DEPTH_BRANCH_STEP_KEY] = step
+    tmp = checkpoint.with_name(checkpoint.name + ".tmp")
+    torch.save(saved, tmp)
+    os.replace(tmp, checkpoint)
+    return step
+
+
 _FINAL_VALIDATION_MARGIN = 0.03  # of a time budget: the schedule ends this much early, training half as much
 
 
@@ -872,6 +950,8 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
 
     Writes ``<out>/checkpoints/{best,last}.ckpt``, ``<out>/model.safetensors``, CSV + TensorBoard logs (every loss
     term, the learning rate, the gradients' norm before clipping, the validation metrics) and ``<out>/metrics.json``.
+    best.ckpt is the validation with the best mask IoU; a depth branch's weights in it come from the validation with
+    the lowest depth AbsRel (kept in ``<out>/checkpoints/best_depth_branch.safetensors``, see _DEPTH_MONITOR).
     """
     pl = _lightning()
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -906,6 +986,12 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
         best = ModelCheckpoint(
             dirpath=out / "checkpoints", filename="best", monitor=_MONITOR, mode="max", save_last=True
         )
+        branch_file = out / "checkpoints" / DEPTH_BRANCH_BEST
+        branch_best = (
+            depth_branch_best_callback(branch_file, resume=cfg.resume is not None)
+            if model_config.get("depth_branch")
+            else None
+        )
         steps_per_epoch = max(1, n_train // cfg.batch_size)
         trainer = pl.Trainer(
             default_root_dir=str(out),
@@ -922,7 +1008,7 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
             gradient_clip_val=cfg.grad_clip or None,
             **_validation_cadence(cfg.val_every_steps, steps_per_epoch),
             log_every_n_steps=cfg.log_every_steps,
-            callbacks=[best, LearningRateMonitor("step")],
+            callbacks=[best, LearningRateMonitor("step")] + ([branch_best] if branch_best else []),
             logger=[
                 CSVLogger(str(out), name="logs", version=""),
                 TensorBoardLogger(str(out), name="tb", version=""),
@@ -980,6 +1066,11 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
     best_path = best.best_model_path or best.last_model_path
     if best_path and Path(best_path).resolve() == best_file.resolve():
         best_path = str(best_file)  # as --out gave it, whichever saved it (Lightning records it absolute)
+    branch_step = None
+    if branch_best is not None and best_path == str(best_file) and branch_file.is_file():
+        if trainer.is_global_zero:  # the branch from its own best validation (see _DEPTH_MONITOR)
+            branch_step = merge_depth_branch(best_file, branch_file)
+        trainer.strategy.barrier()
     results = trainer.test(
         module,
         dataloaders=dm.test_dataloader(),
@@ -997,6 +1088,7 @@ def fit(cfg: TrainConfig) -> dict[str, float]:
             "train_seconds": round(train_seconds, 1),
             "global_step": trainer.global_step,
             "best_checkpoint": str(best_path),
+            "depth_branch_step": branch_step,  # where best.ckpt's depth branch comes from another step
             "train_samples": n_train,
             "precision": precision,  # what "auto" chose on this machine
             "config": to_dict(cfg),
