@@ -820,3 +820,25 @@ def test_a_depth_branch_best_at_another_step_goes_into_best_ckpt(
             assert same, k
     model = load_model(out / "checkpoints" / "best.ckpt")  # the merged checkpoint still rebuilds the model
     assert model.depth_net is not None
+
+
+def test_a_resumed_run_keeps_its_depth_branch_best_score(
+    shard_dataset: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Resuming reads the branch file's score back: a later validation replaces it only by doing better."""
+    from safetensors import safe_open
+
+    import fgdepth.train as train
+
+    out = tmp_path / "r"
+    branch = {**TINY, "block_kinds": ("fused",) * 4, "depth_activation": "exp"}
+    model = {**TINY, "depth_branch": branch, "depth_scale": 0.5}
+    monkeypatch.setattr(
+        train, "_DEPTH_MONITOR", "train/w_depth"
+    )  # fixed at 1: never improves after the first
+    fit(_cfg(shard_dataset, out, infer_size=48, max_steps=4, model_overrides=model))
+    fit(_cfg(shard_dataset, out, infer_size=48, max_steps=8, model_overrides=model, resume="last"))
+    with safe_open(str(out / "checkpoints" / train.DEPTH_BRANCH_BEST), "pt") as f:
+        assert f.metadata()["step"] == "2"  # the first run's first validation, not the resumed run's
+    best = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert best[train.DEPTH_BRANCH_STEP_KEY] == 2 and best["global_step"] == 8
