@@ -16,6 +16,12 @@ import torch
 from fgdepth.train import TrainConfig, fit
 
 TINY = {"stem_channels": 8, "encoder_channels": (8, 16, 16, 24), "decoder_channels": (16, 16, 8, 8)}
+# TINY with a depth branch of its own (DualUNetConfig.depth_branch) on half-size whole-image views
+TINY_WITH_BRANCH = {
+    **TINY,
+    "depth_branch": {**TINY, "block_kinds": ("fused",) * 4, "depth_activation": "exp"},
+    "depth_scale": 0.5,
+}
 
 
 def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
@@ -766,9 +772,7 @@ def test_best_checkpoint_takes_the_depth_branch_from_the_best_depth_validation(
     from fgdepth.train import DEPTH_BRANCH_BEST, DEPTH_BRANCH_STEP_KEY, is_depth_branch_key
 
     out = tmp_path / "r"
-    branch = {**TINY, "block_kinds": ("fused",) * 4, "depth_activation": "exp"}
-    fit(_cfg(shard_dataset, out, infer_size=48, max_steps=8, model_overrides={**TINY, "depth_branch": branch,
-                                                                                "depth_scale": 0.5}))  # fmt: skip
+    fit(_cfg(shard_dataset, out, infer_size=48, max_steps=8, model_overrides=TINY_WITH_BRANCH))
     branch_file = out / "checkpoints" / DEPTH_BRANCH_BEST
     with safe_open(str(branch_file), "pt") as f:
         meta = f.metadata()
@@ -804,9 +808,7 @@ def test_a_depth_branch_best_at_another_step_goes_into_best_ckpt(
 
     monkeypatch.setattr(train, "_DEPTH_MONITOR", "train/w_depth")
     out = tmp_path / "r"
-    branch = {**TINY, "block_kinds": ("fused",) * 4, "depth_activation": "exp"}
-    fit(_cfg(shard_dataset, out, infer_size=48, max_steps=6, model_overrides={**TINY, "depth_branch": branch,
-                                                                                "depth_scale": 0.5}))  # fmt: skip
+    fit(_cfg(shard_dataset, out, infer_size=48, max_steps=6, model_overrides=TINY_WITH_BRANCH))
     best = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
     last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert best["global_step"] == last["global_step"] == 6  # the mask's best: its final weights here
@@ -831,13 +833,10 @@ def test_a_resumed_run_keeps_its_depth_branch_best_score(
     import fgdepth.train as train
 
     out = tmp_path / "r"
-    branch = {**TINY, "block_kinds": ("fused",) * 4, "depth_activation": "exp"}
-    model = {**TINY, "depth_branch": branch, "depth_scale": 0.5}
-    monkeypatch.setattr(
-        train, "_DEPTH_MONITOR", "train/w_depth"
-    )  # fixed at 1: never improves after the first
-    fit(_cfg(shard_dataset, out, infer_size=48, max_steps=4, model_overrides=model))
-    fit(_cfg(shard_dataset, out, infer_size=48, max_steps=8, model_overrides=model, resume="last"))
+    # the depth weight, fixed at 1: never improves after the first validation
+    monkeypatch.setattr(train, "_DEPTH_MONITOR", "train/w_depth")
+    fit(_cfg(shard_dataset, out, infer_size=48, max_steps=4, model_overrides=TINY_WITH_BRANCH))
+    fit(_cfg(shard_dataset, out, infer_size=48, max_steps=8, model_overrides=TINY_WITH_BRANCH, resume="last"))
     with safe_open(str(out / "checkpoints" / train.DEPTH_BRANCH_BEST), "pt") as f:
         assert f.metadata()["step"] == "2"  # the first run's first validation, not the resumed run's
     best = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)

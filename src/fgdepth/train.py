@@ -867,16 +867,14 @@ def depth_branch_best_callback(path: Path, resume: bool):
     Resuming (``resume``) starts from the score already in ``path``."""
     import lightning.pytorch as pl
     from safetensors import safe_open
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     class DepthBranchBest(pl.Callback):
         def __init__(self) -> None:
             self.best: float | None = None
-            self.step: int | None = None
             if resume and path.is_file():
                 with safe_open(str(path), "pt") as f:
-                    meta = f.metadata() or {}
-                self.best, self.step = float(meta["val_depth_abs_rel"]), int(meta["step"])
+                    self.best = float((f.metadata() or {})["val_depth_abs_rel"])
 
         def on_validation_end(self, trainer, pl_module) -> None:
             score = trainer.callback_metrics.get(_DEPTH_MONITOR)
@@ -884,45 +882,42 @@ def depth_branch_best_callback(path: Path, resume: bool):
                 return
             if self.best is not None and float(score) >= self.best:
                 return
-            self.best, self.step = float(score), int(trainer.global_step)
+            self.best = float(score)
             if trainer.is_global_zero:
                 tensors = {
                     k: v.detach().cpu().contiguous()
                     for k, v in pl_module.state_dict().items()
                     if is_depth_branch_key(k)
                 }
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(path.name + ".tmp")
-                save_file(
-                    tensors, str(tmp), metadata={"step": str(self.step), "val_depth_abs_rel": repr(self.best)}
-                )
-                os.replace(tmp, path)
+                meta = {"step": str(trainer.global_step), "val_depth_abs_rel": repr(self.best)}
+                atomic_write_bytes(path, save(tensors, metadata=meta))
 
     return DepthBranchBest()
 
 
 def merge_depth_branch(checkpoint: Path, branch: Path) -> int | None:
     """Put ``branch``'s depth-branch weights (:func:`depth_branch_best_callback`'s file) into the Lightning
-    ``checkpoint`` in place (written to a temporary name, then renamed), recording their step under
-    ``DEPTH_BRANCH_STEP_KEY``. -> that step; None, the checkpoint untouched, where it is the checkpoint's own step
-    or the two hold different branch weights (a run that switched its average on or off when resumed)."""
+    ``checkpoint`` in place (atomically), recording their step under ``DEPTH_BRANCH_STEP_KEY``. -> that step;
+    None, the checkpoint untouched, where it is the checkpoint's own step or the two hold different branch
+    weights (a run that switched its average on or off when resumed)."""
+    import io
+
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     with safe_open(str(branch), "pt") as f:
         step = int((f.metadata() or {})["step"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
     state = saved["state_dict"]
-    tensors = load_file(str(branch))
     if step == int(saved.get("global_step", -1)) or set(tensors) != {
         k for k in state if is_depth_branch_key(k)
     }:
         return None
     state.update(tensors)
     saved[DEPTH_BRANCH_STEP_KEY] = step
-    tmp = checkpoint.with_name(checkpoint.name + ".tmp")
-    torch.save(saved, tmp)
-    os.replace(tmp, checkpoint)
+    buffer = io.BytesIO()
+    torch.save(saved, buffer)
+    atomic_write_bytes(checkpoint, buffer.getvalue())
     return step
 
 
